@@ -1,0 +1,861 @@
+//! Plugin configuration: the raw JSON shape (unknown fields refused), and its compiled,
+//! immutable form built once per `on_configure` and shared by every request.
+//!
+//! Every error names the field it is about (`providers.internal.jwks: …`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::jwk::{self, Key, KeyMaterial};
+use crate::jws::{Alg, ALL_ALGS};
+
+/// Identity headers svcauth sets on allowed requests (and always strips from clients).
+pub const HEADER_SERVICE: &str = "x-service-name";
+pub const HEADER_SCOPES: &str = "x-service-scopes";
+/// Request headers the filter sets for Envoy's tracer `custom_tags` (also always stripped).
+pub const TAG_DECISION: &str = "x-svcauth-decision";
+pub const TAG_SERVICE: &str = "x-svcauth-service";
+pub const TAG_REASON: &str = "x-svcauth-reason";
+pub const TAG_PROVIDER: &str = "x-svcauth-provider";
+
+const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+const DEFAULT_CLOCK_SKEW: u64 = 60;
+const DEFAULT_CACHE_ENTRIES: usize = 1024;
+const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+// ---------------------------------------------------------------- raw (as written) ------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    providers: BTreeMap<String, RawProvider>,
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    max_token_bytes: Option<usize>,
+    #[serde(default)]
+    bypass_cors_preflight: Option<bool>,
+    #[serde(default)]
+    cache: Option<RawCache>,
+    #[serde(default)]
+    log: Option<RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    #[serde(default)]
+    max_entries: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    allowed: bool,
+    #[serde(default)]
+    claims: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    issuer: String,
+    #[serde(default)]
+    audiences: Option<Vec<String>>,
+    #[serde(default)]
+    jwks: Option<Value>,
+    #[serde(default)]
+    hmac_secret_env: Option<OneOrMany>,
+    #[serde(default)]
+    from_headers: Option<Vec<RawHeaderSource>>,
+    #[serde(default)]
+    clock_skew_seconds: Option<u64>,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    subject_claim: Option<String>,
+    #[serde(default)]
+    scope_claims: Option<Vec<String>>,
+    #[serde(default)]
+    required_claims: BTreeMap<String, Value>,
+    #[serde(default)]
+    max_lifetime_seconds: Option<u64>,
+    #[serde(default)]
+    forward_token: Option<bool>,
+    #[serde(default)]
+    claim_to_headers: Vec<RawClaimHeader>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderSource {
+    name: String,
+    #[serde(default)]
+    value_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClaimHeader {
+    claim: String,
+    header: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    match_: RawMatch,
+    #[serde(default)]
+    allow: Option<bool>,
+    #[serde(default)]
+    requires: Option<RawRequires>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRequires {
+    #[serde(default)]
+    providers: Option<Vec<String>>,
+    #[serde(default)]
+    scopes_all: Vec<String>,
+    #[serde(default)]
+    scopes_any: Vec<String>,
+}
+
+// ---------------------------------------------------------------- compiled --------------------
+
+/// Where a token may be found: a header and an optional value prefix (e.g. `Bearer `).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSource {
+    /// Lower-case header name.
+    pub header: String,
+    /// Prefix before the token; the scheme part is compared case-insensitively.
+    pub prefix: Option<String>,
+}
+
+/// One issuer's verification settings.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    /// `None`: audience not checked.
+    pub audiences: Option<Vec<String>>,
+    pub keys: Vec<Key>,
+    pub algorithms: Vec<Alg>,
+    /// Indices into [`Config::sources`].
+    pub sources: Vec<usize>,
+    pub clock_skew: i64,
+    pub subject_claim: String,
+    pub scope_claims: Vec<String>,
+    pub required_claims: Vec<(String, Value)>,
+    pub max_lifetime: Option<i64>,
+    pub forward_token: bool,
+    /// `(claim, header)`.
+    pub claim_to_headers: Vec<(String, String)>,
+}
+
+/// What a rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+/// What a matched rule demands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Let through without a token.
+    Allow,
+    /// A valid token from one of `providers` (indices; `None` = any) with these scopes.
+    Require {
+        providers: Option<Vec<usize>>,
+        scopes_all: Vec<String>,
+        scopes_any: Vec<String>,
+        /// The `scope="…"` value of a 403: the required scopes, space-separated.
+        challenge: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub path: PathMatch,
+    /// Upper-case methods; empty = any.
+    pub methods: Vec<String>,
+    pub action: Action,
+}
+
+/// The compiled configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub providers: Vec<Provider>,
+    pub rules: Vec<Rule>,
+    /// Every distinct token location of every provider.
+    pub sources: Vec<TokenSource>,
+    pub max_token_bytes: usize,
+    pub bypass_cors_preflight: bool,
+    pub cache_max_entries: usize,
+    pub log_allowed: bool,
+    pub log_claims: Vec<String>,
+    /// Headers removed from every request before anything else (anti-spoofing).
+    pub strip_headers: Vec<String>,
+}
+
+/// A configuration error; the message starts with the field's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(field: impl std::fmt::Display, msg: impl std::fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError(format!("{field}: {msg}")))
+}
+
+impl Config {
+    /// Parses and compiles a plugin configuration. `env` looks up environment variables (the
+    /// Envoy process environment that `vm_config.environment_variables` passes in).
+    pub fn from_json(
+        json: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(json);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let inner = inner
+                .split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if path == "." {
+                ConfigError(format!("config: {inner}"))
+            } else {
+                ConfigError(format!("{path}: {inner}"))
+            }
+        })?;
+        compile(raw, env)
+    }
+
+    pub fn provider_index(&self, name: &str) -> Option<usize> {
+        self.providers.iter().position(|p| p.name == name)
+    }
+}
+
+fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    if raw.providers.is_empty() {
+        return err("providers", "at least one provider is required");
+    }
+    let mut sources: Vec<TokenSource> = Vec::new();
+    let mut providers = Vec::new();
+    let mut strip: Vec<String> = [
+        HEADER_SERVICE,
+        HEADER_SCOPES,
+        TAG_DECISION,
+        TAG_SERVICE,
+        TAG_REASON,
+        TAG_PROVIDER,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (name, rp) in raw.providers {
+        let p = compile_provider(&name, rp, env, &mut sources)?;
+        if let Some(other) = providers.iter().find(|o: &&Provider| o.issuer == p.issuer) {
+            return err(
+                format!("providers.{name}.issuer"),
+                format!(
+                    "issuer {:?} is also provider {:?}'s; the token's iss selects the provider",
+                    p.issuer, other.name
+                ),
+            );
+        }
+        for (_, h) in &p.claim_to_headers {
+            if !strip.contains(h) {
+                strip.push(h.clone());
+            }
+        }
+        providers.push(p);
+    }
+    if raw.rules.is_empty() {
+        return err(
+            "rules",
+            "at least one rule is required (a request that matches no rule is denied)",
+        );
+    }
+    let mut rules = Vec::new();
+    for (i, rr) in raw.rules.into_iter().enumerate() {
+        rules.push(compile_rule(i, rr, &providers)?);
+    }
+    let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    if !(256..=65536).contains(&max_token_bytes) {
+        return err("max_token_bytes", "must be between 256 and 65536");
+    }
+    let cache_max_entries = raw
+        .cache
+        .and_then(|c| c.max_entries)
+        .unwrap_or(DEFAULT_CACHE_ENTRIES);
+    if cache_max_entries > 1_000_000 {
+        return err(
+            "cache.max_entries",
+            "must be at most 1000000 (0 turns the cache off)",
+        );
+    }
+    let (log_allowed, log_claims) = raw.log.map(|l| (l.allowed, l.claims)).unwrap_or_default();
+    Ok(Config {
+        providers,
+        rules,
+        sources,
+        max_token_bytes,
+        bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(true),
+        cache_max_entries,
+        log_allowed,
+        log_claims,
+        strip_headers: strip,
+    })
+}
+
+fn compile_provider(
+    name: &str,
+    rp: RawProvider,
+    env: &dyn Fn(&str) -> Option<String>,
+    sources: &mut Vec<TokenSource>,
+) -> Result<Provider, ConfigError> {
+    let at = |field: &str| format!("providers.{name}.{field}");
+    if rp.issuer.is_empty() {
+        return err(at("issuer"), "must not be empty");
+    }
+    if let Some(auds) = &rp.audiences {
+        if auds.is_empty() || auds.iter().any(|a| a.is_empty()) {
+            return err(
+                at("audiences"),
+                "must list at least one non-empty audience (omit it to skip the check)",
+            );
+        }
+    }
+    let mut keys: Vec<Key> = Vec::new();
+    if let Some(jwks) = rp.jwks {
+        let text = match jwks {
+            Value::String(s) => s,
+            other @ Value::Object(_) => other.to_string(),
+            _ => {
+                return err(
+                    at("jwks"),
+                    "must be a JWK Set, as a JSON object or a JSON string",
+                )
+            }
+        };
+        let set = jwk::parse_set(&text).map_err(|e| ConfigError(format!("{}: {e}", at("jwks"))))?;
+        if let Some(first) = set.skipped.first() {
+            return err(at("jwks"), format!("unusable key: {first}"));
+        }
+        if set.keys.is_empty() {
+            return err(at("jwks"), "has no keys");
+        }
+        keys.extend(set.keys);
+    }
+    if let Some(vars) = rp.hmac_secret_env {
+        let vars = match vars {
+            OneOrMany::One(v) => vec![v],
+            OneOrMany::Many(v) => v,
+        };
+        if vars.is_empty() {
+            return err(
+                at("hmac_secret_env"),
+                "must name at least one environment variable",
+            );
+        }
+        for var in vars {
+            let Some(secret) = env(&var) else {
+                return err(
+                    at("hmac_secret_env"),
+                    format!("environment variable {var} is not set (pass it with vm_config.environment_variables)"),
+                );
+            };
+            if secret.len() < MIN_HMAC_SECRET_BYTES {
+                return err(
+                    at("hmac_secret_env"),
+                    format!("the secret in {var} is shorter than {MIN_HMAC_SECRET_BYTES} bytes"),
+                );
+            }
+            keys.push(Key {
+                kid: None,
+                alg: None,
+                material: KeyMaterial::Hmac(secret.into_bytes()),
+            });
+        }
+    }
+    if keys.is_empty() {
+        return err(
+            format!("providers.{name}"),
+            "no key source: set jwks or hmac_secret_env",
+        );
+    }
+    let usable: Vec<Alg> = ALL_ALGS
+        .iter()
+        .copied()
+        .filter(|a| keys.iter().any(|k| k.fits(*a)))
+        .collect();
+    let algorithms = match rp.algorithms {
+        None => usable,
+        Some(names) => {
+            if names.is_empty() {
+                return err(at("algorithms"), "must list at least one algorithm");
+            }
+            let mut algs = Vec::new();
+            for n in names {
+                let Some(a) = Alg::from_name(&n) else {
+                    return err(at("algorithms"), format!("unsupported algorithm {n:?} (supported: HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"));
+                };
+                if !usable.contains(&a) {
+                    return err(
+                        at("algorithms"),
+                        format!("{n} is allowed but no configured key can verify it"),
+                    );
+                }
+                algs.push(a);
+            }
+            algs
+        }
+    };
+    let raw_sources = rp.from_headers.unwrap_or_else(|| {
+        vec![RawHeaderSource {
+            name: "authorization".into(),
+            value_prefix: Some("Bearer ".into()),
+        }]
+    });
+    if raw_sources.is_empty() {
+        return err(at("from_headers"), "must list at least one header");
+    }
+    let mut my_sources = Vec::new();
+    for (i, s) in raw_sources.into_iter().enumerate() {
+        let header = s.name.to_ascii_lowercase();
+        if !is_header_name(&header) {
+            return err(
+                format!("providers.{name}.from_headers[{i}].name"),
+                format!("{:?} is not a valid header name", s.name),
+            );
+        }
+        if s.value_prefix
+            .as_deref()
+            .is_some_and(|p| p.is_empty() || p.chars().any(|c| c.is_control()))
+        {
+            return err(
+                format!("providers.{name}.from_headers[{i}].value_prefix"),
+                "must be non-empty printable text",
+            );
+        }
+        let src = TokenSource {
+            header,
+            prefix: s.value_prefix,
+        };
+        let idx = match sources.iter().position(|x| *x == src) {
+            Some(i) => i,
+            None => {
+                if sources.iter().any(|x| x.header == src.header) {
+                    return err(
+                        format!("providers.{name}.from_headers[{i}]"),
+                        format!(
+                            "header {:?} is configured with two different prefixes",
+                            src.header
+                        ),
+                    );
+                }
+                sources.push(src);
+                sources.len() - 1
+            }
+        };
+        my_sources.push(idx);
+    }
+    let skew = rp.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW);
+    if skew > 3600 {
+        return err(at("clock_skew_seconds"), "must be at most 3600");
+    }
+    let subject_claim = rp.subject_claim.unwrap_or_else(|| "sub".into());
+    if subject_claim.is_empty() {
+        return err(at("subject_claim"), "must not be empty");
+    }
+    let scope_claims = rp
+        .scope_claims
+        .unwrap_or_else(|| vec!["scope".into(), "scp".into(), "scopes".into()]);
+    if scope_claims.is_empty() {
+        return err(at("scope_claims"), "must list at least one claim");
+    }
+    let max_lifetime = match rp.max_lifetime_seconds {
+        Some(0) => return err(at("max_lifetime_seconds"), "must be positive"),
+        Some(s) => Some(i64::try_from(s).unwrap_or(i64::MAX)),
+        None => None,
+    };
+    let mut claim_to_headers = Vec::new();
+    for (i, ch) in rp.claim_to_headers.into_iter().enumerate() {
+        let header = ch.header.to_ascii_lowercase();
+        let field = format!("providers.{name}.claim_to_headers[{i}]");
+        if ch.claim.is_empty() {
+            return err(format!("{field}.claim"), "must not be empty");
+        }
+        if !is_header_name(&header)
+            || RESERVED_HEADERS.contains(&header.as_str())
+            || header.starts_with("x-svcauth-")
+        {
+            return err(
+                format!("{field}.header"),
+                format!("{:?} cannot be set from a claim", ch.header),
+            );
+        }
+        if my_sources
+            .iter()
+            .any(|s| sources.get(*s).is_some_and(|src| src.header == header))
+        {
+            return err(
+                format!("{field}.header"),
+                "is a token header of this provider",
+            );
+        }
+        claim_to_headers.push((ch.claim, header));
+    }
+    Ok(Provider {
+        name: name.to_string(),
+        issuer: rp.issuer,
+        audiences: rp.audiences,
+        keys,
+        algorithms,
+        sources: my_sources,
+        clock_skew: i64::try_from(skew).unwrap_or(60),
+        subject_claim,
+        scope_claims,
+        required_claims: rp.required_claims.into_iter().collect(),
+        max_lifetime,
+        forward_token: rp.forward_token.unwrap_or(true),
+        claim_to_headers,
+    })
+}
+
+/// Headers a claim may never set.
+const RESERVED_HEADERS: [&str; 8] = [
+    "authorization",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+];
+
+fn compile_rule(i: usize, rr: RawRule, providers: &[Provider]) -> Result<Rule, ConfigError> {
+    let at = |field: &str| format!("rules[{i}].{field}");
+    let path = match (rr.match_.prefix, rr.match_.path) {
+        (Some(p), None) => PathMatch::Prefix(p),
+        (None, Some(p)) => PathMatch::Exact(p),
+        _ => return err(at("match"), "needs exactly one of prefix or path"),
+    };
+    let (PathMatch::Prefix(p) | PathMatch::Exact(p)) = &path;
+    if !p.starts_with('/') || p.contains(['?', '#']) {
+        return err(
+            at("match"),
+            format!("{p:?} must start with / and hold no query or fragment"),
+        );
+    }
+    let mut methods = Vec::new();
+    for m in rr.match_.methods.unwrap_or_default() {
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return err(at("match.methods"), format!("{m:?} is not an HTTP method"));
+        }
+        methods.push(m.to_ascii_uppercase());
+    }
+    let action = match (rr.allow, rr.requires) {
+        (Some(true), None) => Action::Allow,
+        (Some(true), Some(_)) => {
+            return err(
+                at("allow"),
+                "a rule with allow: true cannot also have requires",
+            )
+        }
+        (Some(false), _) => {
+            return err(
+                at("allow"),
+                "only allow: true is meaningful; to require a token use requires",
+            )
+        }
+        (None, None) => return err(format!("rules[{i}]"), "needs allow: true or requires"),
+        (None, Some(req)) => {
+            let providers = match req.providers {
+                None => None,
+                Some(names) => {
+                    if names.is_empty() {
+                        return err(
+                            at("requires.providers"),
+                            "must name at least one provider (omit it to accept any)",
+                        );
+                    }
+                    let mut idx = Vec::new();
+                    for n in names {
+                        match providers.iter().position(|p| p.name == n) {
+                            Some(x) => idx.push(x),
+                            None => {
+                                return err(
+                                    at("requires.providers"),
+                                    format!("unknown provider {n:?}"),
+                                )
+                            }
+                        }
+                    }
+                    Some(idx)
+                }
+            };
+            for (field, list) in [
+                ("requires.scopes_all", &req.scopes_all),
+                ("requires.scopes_any", &req.scopes_any),
+            ] {
+                if let Some(bad) = list.iter().find(|s| !is_scope_token(s)) {
+                    return err(
+                        at(field),
+                        format!("{bad:?} is not a valid scope (RFC 6749 scope-token)"),
+                    );
+                }
+            }
+            let challenge = req
+                .scopes_all
+                .iter()
+                .chain(req.scopes_any.iter())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
+            Action::Require {
+                providers,
+                scopes_all: req.scopes_all,
+                scopes_any: req.scopes_any,
+                challenge,
+            }
+        }
+    };
+    Ok(Rule {
+        path,
+        methods,
+        action,
+    })
+}
+
+/// RFC 7230 token characters, lower-case only (Envoy lower-cases header names).
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+/// RFC 6749 scope-token: %x21 / %x23-5B / %x5D-7E.
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+    use serde_json::json;
+
+    fn compile_json(v: &Value) -> Result<Config, ConfigError> {
+        Config::from_json(v.to_string().as_bytes(), &fixtures::env)
+    }
+
+    #[test]
+    fn the_fixture_config_compiles_with_its_defaults() {
+        let c = compile_json(&fixtures::config_json()).unwrap();
+        assert_eq!(c.providers.len(), 1);
+        let p = &c.providers[0];
+        assert_eq!(p.keys.len(), 6, "five JWKS keys and one HMAC secret");
+        assert_eq!(p.clock_skew, 60);
+        assert_eq!(p.subject_claim, "sub");
+        assert_eq!(p.scope_claims, vec!["scope", "scp", "scopes"]);
+        assert!(p.forward_token);
+        assert_eq!(c.max_token_bytes, 8192);
+        assert!(c.bypass_cors_preflight);
+        assert_eq!(c.cache_max_entries, 1024);
+        assert_eq!(c.sources.len(), 2);
+        assert!(c.strip_headers.contains(&"x-tenant-id".to_string()));
+        assert!(c.strip_headers.contains(&"x-service-name".to_string()));
+    }
+
+    #[test]
+    fn the_contract_example_compiles_with_a_jwks_string() {
+        let v = json!({
+            "providers": {"internal": {
+                "issuer": "https://auth.internal", "audiences": ["orders"],
+                "jwks": fixtures::jwks_json(),
+                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}, {"name": "x-service-token"}],
+                "clock_skew_seconds": 60
+            }},
+            "rules": [
+                {"match": {"prefix": "/health"}, "allow": true},
+                {"match": {"path": "/admin/rotate", "methods": ["POST"]}, "requires": {"scopes_all": ["internal:admin"]}},
+                {"match": {"prefix": "/"}, "requires": {"scopes_any": ["orders:read", "orders:write"]}}
+            ]
+        });
+        let c = compile_json(&v).unwrap();
+        assert_eq!(c.rules.len(), 3);
+        assert_eq!(c.rules[0].action, Action::Allow);
+    }
+
+    /// Each bad config and the start of the message that must name the problem.
+    #[test]
+    fn bad_configs_are_refused_with_a_message_naming_the_field() {
+        let base = fixtures::config_json();
+        let with = |path: &[&str], value: Value| {
+            let mut v = base.clone();
+            let mut cur = &mut v;
+            for (i, k) in path.iter().enumerate() {
+                if i + 1 == path.len() {
+                    cur[*k] = value.clone();
+                } else {
+                    cur = &mut cur[*k];
+                }
+            }
+            v
+        };
+        let cases: Vec<(Value, &str)> = vec![
+            (with(&["bogus"], json!(1)), "bogus: unknown field `bogus`"),
+            (
+                with(&["providers", "internal", "isuer"], json!("x")),
+                "providers.internal.isuer: unknown field `isuer`",
+            ),
+            (
+                with(&["providers", "internal", "jwks"], json!("{\"keys\": 5}")),
+                "providers.internal.jwks: not a JWK Set",
+            ),
+            (
+                with(
+                    &["providers", "internal", "jwks"],
+                    json!({"keys": [{"kty": "oct", "k": "AA"}]}),
+                ),
+                "providers.internal.jwks: unusable key",
+            ),
+            (
+                with(
+                    &["providers", "internal", "hmac_secret_env"],
+                    json!("NOPE_NOT_SET"),
+                ),
+                "providers.internal.hmac_secret_env: environment variable NOPE_NOT_SET is not set",
+            ),
+            (
+                with(&["providers", "internal", "algorithms"], json!(["none"])),
+                "providers.internal.algorithms: unsupported algorithm \"none\"",
+            ),
+            (
+                with(
+                    &["providers", "internal", "from_headers"],
+                    json!([{"name": "bad header"}]),
+                ),
+                "providers.internal.from_headers[0].name",
+            ),
+            (
+                with(
+                    &["providers", "internal", "claim_to_headers"],
+                    json!([{"claim": "a", "header": "authorization"}]),
+                ),
+                "providers.internal.claim_to_headers[0].header",
+            ),
+            (with(&["rules"], json!([])), "rules: at least one rule"),
+            (
+                with(
+                    &["rules"],
+                    json!([{"match": {"prefix": "/"}, "requires": {"providers": ["ghost"]}}]),
+                ),
+                "rules[0].requires.providers: unknown provider \"ghost\"",
+            ),
+            (
+                with(
+                    &["rules"],
+                    json!([{"match": {"prefix": "/", "path": "/x"}, "allow": true}]),
+                ),
+                "rules[0].match: needs exactly one",
+            ),
+            (
+                with(
+                    &["rules"],
+                    json!([{"match": {"prefix": "x"}, "allow": true}]),
+                ),
+                "rules[0].match:",
+            ),
+            (
+                with(&["rules"], json!([{"match": {"prefix": "/"}}])),
+                "rules[0]: needs allow: true or requires",
+            ),
+            (
+                with(
+                    &["rules"],
+                    json!([{"match": {"prefix": "/"}, "requires": {"scopes_all": ["a\"b"]}}]),
+                ),
+                "rules[0].requires.scopes_all",
+            ),
+            (
+                with(
+                    &["rules"],
+                    json!([{"match": {"prefix": "/"}, "requires": {"scope_all": ["a"]}}]),
+                ),
+                "rules[0].requires.scope_all: unknown field `scope_all`",
+            ),
+            (with(&["max_token_bytes"], json!(10)), "max_token_bytes:"),
+        ];
+        for (cfg, want) in cases {
+            let e = compile_json(&cfg)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {want}"));
+            assert!(e.0.starts_with(want), "got {:?}, want prefix {want:?}", e.0);
+        }
+    }
+
+    #[test]
+    fn a_provider_without_any_key_source_is_refused() {
+        let v = json!({"providers": {"p": {"issuer": "i"}}, "rules": [{"match": {"prefix": "/"}, "allow": true}]});
+        assert_eq!(
+            compile_json(&v).unwrap_err().0,
+            "providers.p: no key source: set jwks or hmac_secret_env"
+        );
+    }
+
+    #[test]
+    fn a_short_hmac_secret_is_refused() {
+        let v = json!({"providers": {"p": {"issuer": "i", "hmac_secret_env": "S"}}, "rules": [{"match": {"prefix": "/"}, "allow": true}]});
+        let e = Config::from_json(v.to_string().as_bytes(), &|_| Some("short".into())).unwrap_err();
+        assert!(e.0.contains("shorter than 32 bytes"), "{e}");
+        assert!(
+            !e.0.contains("short\""),
+            "the secret itself is never echoed"
+        );
+    }
+
+    #[test]
+    fn not_json_at_all_is_refused() {
+        assert!(Config::from_json(b"not json", &fixtures::env)
+            .unwrap_err()
+            .0
+            .starts_with("config:"));
+        assert!(Config::from_json(b"", &fixtures::env).is_err());
+    }
+}

@@ -1,0 +1,297 @@
+//! The decision for one request: `decide(config, cache, headers, now) -> Decision`.
+//!
+//! Host-free: the adapter hands in the request headers (with `:method` and `:path`) and the
+//! host clock, and applies the result.
+
+use std::rc::Rc;
+
+use sha2::Digest as _;
+
+use crate::cache::TokenCache;
+use crate::config::{Action, Config, PathMatch, Rule};
+use crate::reason::Reason;
+use crate::verify::{self, Verified};
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Allowed),
+    Deny(Denial),
+}
+
+/// An allowed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// The matched rule; `None` for a bypassed CORS preflight.
+    pub rule: Option<usize>,
+    /// The caller, when the rule required a token.
+    pub identity: Option<Rc<Verified>>,
+    /// The token header to remove before forwarding (provider's `forward_token: false`).
+    pub remove_header: Option<String>,
+    /// `Some(true)` cache hit, `Some(false)` miss, `None` no token checked.
+    pub cache_hit: Option<bool>,
+}
+
+/// A denied request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Reason,
+    pub rule: Option<usize>,
+    pub provider: Option<usize>,
+    pub subject: Option<String>,
+    /// First 12 hex digits of the token's SHA-256: enough to correlate, useless to replay.
+    pub token_hash: Option<String>,
+    /// `Some(true)` cache hit, `Some(false)` miss, `None` no token checked.
+    pub cache_hit: Option<bool>,
+}
+
+impl Denial {
+    fn bare(reason: Reason, rule: Option<usize>) -> Denial {
+        Denial {
+            reason,
+            rule,
+            provider: None,
+            subject: None,
+            token_hash: None,
+            cache_hit: None,
+        }
+    }
+}
+
+/// The first value of header `name` (lower-case) in `headers`.
+pub fn header<'h, K: AsRef<str>, V: AsRef<str>>(
+    headers: &'h [(K, V)],
+    name: &str,
+) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.as_ref() == name)
+        .map(|(_, v)| v.as_ref())
+}
+
+/// A found token and the index of the [`crate::config::TokenSource`] it came from.
+struct Found<'h> {
+    token: &'h str,
+    source: usize,
+}
+
+/// Finds the token. `Err(MultipleTokens)` when more than one configured place holds one.
+fn extract<'h, K: AsRef<str>, V: AsRef<str>>(
+    config: &Config,
+    headers: &'h [(K, V)],
+) -> Result<Option<Found<'h>>, Reason> {
+    let mut found: Option<Found<'h>> = None;
+    for (k, v) in headers {
+        let name = k.as_ref();
+        let Some(si) = config.sources.iter().position(|s| s.header == name) else {
+            continue;
+        };
+        let value = v.as_ref();
+        let rest = match config.sources.get(si).and_then(|s| s.prefix.as_deref()) {
+            None => value,
+            Some(prefix) => match value.get(..prefix.len()) {
+                // The scheme is case-insensitive (RFC 7235 §2.1): `bearer x` is accepted.
+                Some(head) if head.eq_ignore_ascii_case(prefix) => {
+                    value.get(prefix.len()..).unwrap_or_default()
+                }
+                // Another scheme (e.g. Basic) in this header is not ours to judge.
+                _ => continue,
+            },
+        };
+        let token = rest.trim_matches(|c| c == ' ' || c == '\t');
+        if token.is_empty() {
+            continue;
+        }
+        if found.is_some() {
+            return Err(Reason::MultipleTokens);
+        }
+        found = Some(Found { token, source: si });
+    }
+    Ok(found)
+}
+
+/// The path without query or fragment.
+fn route_path(path: &str) -> &str {
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    path.get(..end).unwrap_or(path)
+}
+
+/// A path with dot segments (`/../`, `/./`, also percent-encoded) or backslashes could match a
+/// rule here and mean another path upstream; such paths match no rule.
+fn is_ambiguous(path: &str) -> bool {
+    if path.contains('\\') {
+        return true;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
+        return true;
+    }
+    path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {
+    let path_ok = match &rule.path {
+        PathMatch::Exact(p) => path == p,
+        PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+    };
+    path_ok && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
+}
+
+/// Whether `granted` covers `required`: equal, or a granted `ns:*` covers `ns:anything`.
+pub fn covers(granted: &[String], required: &str) -> bool {
+    granted.iter().any(|g| {
+        g == required
+            || g.strip_suffix('*')
+                .is_some_and(|ns| ns.ends_with(':') && required.starts_with(ns))
+    })
+}
+
+/// The index of the first rule that matches, if any.
+pub fn match_rule(config: &Config, method: &str, path: &str) -> Option<usize> {
+    let path = route_path(path);
+    if is_ambiguous(path) {
+        return None;
+    }
+    config
+        .rules
+        .iter()
+        .position(|r| rule_matches(r, method, path))
+}
+
+fn token_hash(token: &str) -> String {
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let mut s = String::with_capacity(12);
+    for b in digest.iter().take(6) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Decides one request. `headers` are the request headers as Envoy gives them (lower-case
+/// names, with `:method` and `:path`); `now` is the host clock in seconds.
+pub fn decide<K: AsRef<str>, V: AsRef<str>>(
+    config: &Config,
+    cache: &mut TokenCache,
+    headers: &[(K, V)],
+    now: i64,
+) -> Decision {
+    let method = header(headers, ":method").unwrap_or_default();
+    let path = header(headers, ":path").unwrap_or_default();
+    if config.bypass_cors_preflight
+        && method == "OPTIONS"
+        && header(headers, "origin").is_some()
+        && header(headers, "access-control-request-method").is_some()
+    {
+        return Decision::Allow(Allowed {
+            rule: None,
+            identity: None,
+            remove_header: None,
+            cache_hit: None,
+        });
+    }
+    let Some(ri) = match_rule(config, method, path) else {
+        return Decision::Deny(Denial::bare(Reason::NoMatchingRule, None));
+    };
+    let Some(rule) = config.rules.get(ri) else {
+        return Decision::Deny(Denial::bare(Reason::NoMatchingRule, None));
+    };
+    let (providers, scopes_all, scopes_any) = match &rule.action {
+        Action::Allow => {
+            return Decision::Allow(Allowed {
+                rule: Some(ri),
+                identity: None,
+                remove_header: None,
+                cache_hit: None,
+            })
+        }
+        Action::Require {
+            providers,
+            scopes_all,
+            scopes_any,
+            ..
+        } => (providers, scopes_all, scopes_any),
+    };
+    let found = match extract(config, headers) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Decision::Deny(Denial::bare(Reason::TokenMissing, Some(ri))),
+        Err(reason) => return Decision::Deny(Denial::bare(reason, Some(ri))),
+    };
+    let deny =
+        |reason: Reason, provider: Option<usize>, subject: Option<String>, hit: Option<bool>| {
+            Decision::Deny(Denial {
+                reason,
+                rule: Some(ri),
+                provider,
+                subject,
+                token_hash: Some(token_hash(found.token)),
+                cache_hit: hit,
+            })
+        };
+    if found.token.len() > config.max_token_bytes {
+        return deny(Reason::TokenTooLarge, None, None, None);
+    }
+    let (verified, hit) = match cache.get(found.token, now) {
+        Some(v) => (v, true),
+        None => match verify::verify(config, found.token, now) {
+            Ok(v) => {
+                let v = Rc::new(v);
+                let skew = config.providers.get(v.provider).map_or(0, |p| p.clock_skew);
+                cache.insert(found.token, v.exp.saturating_add(skew), Rc::clone(&v), now);
+                (v, false)
+            }
+            Err(f) => return deny(f.reason, f.provider, f.subject, Some(false)),
+        },
+    };
+    let Some(provider) = config.providers.get(verified.provider) else {
+        return deny(Reason::IssuerMismatch, None, None, Some(hit));
+    };
+    let who = || Some(verified.subject.clone());
+    if !provider.sources.contains(&found.source) {
+        return deny(
+            Reason::WrongTokenLocation,
+            Some(verified.provider),
+            who(),
+            Some(hit),
+        );
+    }
+    if providers
+        .as_ref()
+        .is_some_and(|list| !list.contains(&verified.provider))
+    {
+        return deny(
+            Reason::ProviderNotAllowed,
+            Some(verified.provider),
+            who(),
+            Some(hit),
+        );
+    }
+    let all_ok = scopes_all.iter().all(|s| covers(&verified.scopes, s));
+    let any_ok = scopes_any.is_empty() || scopes_any.iter().any(|s| covers(&verified.scopes, s));
+    if !(all_ok && any_ok) {
+        return deny(
+            Reason::InsufficientScope,
+            Some(verified.provider),
+            who(),
+            Some(hit),
+        );
+    }
+    let remove_header = if provider.forward_token {
+        None
+    } else {
+        config.sources.get(found.source).map(|s| s.header.clone())
+    };
+    Decision::Allow(Allowed {
+        rule: Some(ri),
+        identity: Some(verified),
+        remove_header,
+        cache_hit: Some(hit),
+    })
+}
+
+/// The `scope="…"` challenge for a denial (empty unless the rule requires scopes).
+pub fn challenge(config: &Config, rule: Option<usize>) -> &str {
+    match rule.and_then(|r| config.rules.get(r)).map(|r| &r.action) {
+        Some(Action::Require { challenge, .. }) => challenge,
+        _ => "",
+    }
+}

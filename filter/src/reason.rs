@@ -1,0 +1,263 @@
+//! Why a request is denied: one enum, its stable codes, and the one place that maps a reason to
+//! an HTTP status, an RFC 6750 `WWW-Authenticate` challenge and a JSON body.
+
+/// A denial reason. The `code()` strings are a public contract: they appear in replies' bodies,
+/// log lines, span tags and stat names. Add new ones; never rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// No token in any configured header.
+    TokenMissing,
+    /// More than one token (two headers, or two configured places): RFC 6750 §2 says 400.
+    MultipleTokens,
+    /// Token longer than `max_token_bytes`.
+    TokenTooLarge,
+    /// Not a compact JWS, bad base64url, bad JSON, JWE, nested JWT, wrong claim types.
+    TokenMalformed,
+    /// `alg` unknown, `none`, or not in the provider's `algorithms`.
+    AlgNotAllowed,
+    /// A `crit` header parameter: svcauth understands no extensions, so it must refuse.
+    CritUnsupported,
+    /// No key with the token's `kid` (or, without a `kid`, not exactly one fitting key).
+    UnknownKid,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` missing.
+    ExpMissing,
+    /// `exp` is in the past (beyond the clock skew).
+    TokenExpired,
+    /// `nbf` is in the future (beyond the clock skew).
+    TokenNotYetValid,
+    /// `iat` is in the future (beyond the clock skew).
+    IssuedInFuture,
+    /// `exp - iat` is longer than `max_lifetime_seconds`.
+    LifetimeTooLong,
+    /// `iss` matches no provider.
+    IssuerMismatch,
+    /// No `aud` value is one of the provider's `audiences`.
+    AudienceMismatch,
+    /// A `required_claims` value is missing or different, or the subject claim is missing.
+    ClaimMismatch,
+    /// The token was found in a header its provider does not read.
+    WrongTokenLocation,
+    /// The token's provider is not one the matched rule accepts.
+    ProviderNotAllowed,
+    /// The caller lacks the scopes the rule requires.
+    InsufficientScope,
+    /// No rule matches the request.
+    NoMatchingRule,
+    /// The provider has no usable keys (yet).
+    KeysUnavailable,
+}
+
+/// The RFC 6750 error class of a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 401 with no `error=` attribute.
+    NoToken,
+    /// 400 `invalid_request`.
+    InvalidRequest,
+    /// 401 `invalid_token`.
+    InvalidToken,
+    /// 403 `insufficient_scope`.
+    InsufficientScope,
+}
+
+impl Reason {
+    /// Every reason, for stats declared once at start.
+    pub const ALL: [Reason; 21] = [
+        Reason::TokenMissing,
+        Reason::MultipleTokens,
+        Reason::TokenTooLarge,
+        Reason::TokenMalformed,
+        Reason::AlgNotAllowed,
+        Reason::CritUnsupported,
+        Reason::UnknownKid,
+        Reason::BadSignature,
+        Reason::ExpMissing,
+        Reason::TokenExpired,
+        Reason::TokenNotYetValid,
+        Reason::IssuedInFuture,
+        Reason::LifetimeTooLong,
+        Reason::IssuerMismatch,
+        Reason::AudienceMismatch,
+        Reason::ClaimMismatch,
+        Reason::WrongTokenLocation,
+        Reason::ProviderNotAllowed,
+        Reason::InsufficientScope,
+        Reason::NoMatchingRule,
+        Reason::KeysUnavailable,
+    ];
+
+    /// The stable reason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::TokenMissing => "token_missing",
+            Reason::MultipleTokens => "multiple_tokens",
+            Reason::TokenTooLarge => "token_too_large",
+            Reason::TokenMalformed => "token_malformed",
+            Reason::AlgNotAllowed => "alg_not_allowed",
+            Reason::CritUnsupported => "crit_unsupported",
+            Reason::UnknownKid => "unknown_kid",
+            Reason::BadSignature => "bad_signature",
+            Reason::ExpMissing => "exp_missing",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenNotYetValid => "token_not_yet_valid",
+            Reason::IssuedInFuture => "issued_in_future",
+            Reason::LifetimeTooLong => "lifetime_too_long",
+            Reason::IssuerMismatch => "issuer_mismatch",
+            Reason::AudienceMismatch => "audience_mismatch",
+            Reason::ClaimMismatch => "claim_mismatch",
+            Reason::WrongTokenLocation => "wrong_token_location",
+            Reason::ProviderNotAllowed => "provider_not_allowed",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::NoMatchingRule => "no_matching_rule",
+            Reason::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
+    /// A short, fixed description for `error_description` (never includes request data).
+    pub fn description(self) -> &'static str {
+        match self {
+            Reason::TokenMissing => "no token",
+            Reason::MultipleTokens => "more than one token in the request",
+            Reason::TokenTooLarge => "token too large",
+            Reason::TokenMalformed => "malformed token",
+            Reason::AlgNotAllowed => "token algorithm not allowed",
+            Reason::CritUnsupported => "token has unsupported critical header parameters",
+            Reason::UnknownKid => "no key matches the token's key id",
+            Reason::BadSignature => "token signature is invalid",
+            Reason::ExpMissing => "token has no expiry",
+            Reason::TokenExpired => "token expired",
+            Reason::TokenNotYetValid => "token not yet valid",
+            Reason::IssuedInFuture => "token issued in the future",
+            Reason::LifetimeTooLong => "token lifetime too long",
+            Reason::IssuerMismatch => "token issuer not accepted",
+            Reason::AudienceMismatch => "token audience not accepted",
+            Reason::ClaimMismatch => "token claims do not match the required values",
+            Reason::WrongTokenLocation => "token sent in a header its issuer does not use",
+            Reason::ProviderNotAllowed => "token issuer not accepted for this route",
+            Reason::InsufficientScope => "insufficient scope",
+            Reason::NoMatchingRule => "no rule allows this route",
+            Reason::KeysUnavailable => "signing keys unavailable",
+        }
+    }
+
+    pub fn class(self) -> ErrorClass {
+        match self {
+            Reason::TokenMissing => ErrorClass::NoToken,
+            Reason::MultipleTokens => ErrorClass::InvalidRequest,
+            Reason::InsufficientScope | Reason::NoMatchingRule | Reason::ProviderNotAllowed => {
+                ErrorClass::InsufficientScope
+            }
+            _ => ErrorClass::InvalidToken,
+        }
+    }
+
+    pub fn status(self) -> u32 {
+        match self.class() {
+            ErrorClass::NoToken | ErrorClass::InvalidToken => 401,
+            ErrorClass::InvalidRequest => 400,
+            ErrorClass::InsufficientScope => 403,
+        }
+    }
+
+    /// The RFC 6750 `error` value, if any.
+    pub fn error(self) -> Option<&'static str> {
+        match self.class() {
+            ErrorClass::NoToken => None,
+            ErrorClass::InvalidRequest => Some("invalid_request"),
+            ErrorClass::InvalidToken => Some("invalid_token"),
+            ErrorClass::InsufficientScope => Some("insufficient_scope"),
+        }
+    }
+}
+
+/// The `WWW-Authenticate` value for a denial. `required_scope` is the space-separated scope
+/// list for `insufficient_scope` (already restricted to scope-token characters at config time).
+pub fn www_authenticate(reason: Reason, required_scope: &str) -> String {
+    let mut v = String::from("Bearer realm=\"svcauth\"");
+    if let Some(err) = reason.error() {
+        v.push_str(", error=\"");
+        v.push_str(err);
+        v.push_str("\", error_description=\"");
+        v.push_str(reason.description());
+        v.push('"');
+        if reason == Reason::InsufficientScope && !required_scope.is_empty() {
+            v.push_str(", scope=\"");
+            v.push_str(required_scope);
+            v.push('"');
+        }
+    }
+    v
+}
+
+/// The small JSON body of a local reply. Never contains the token.
+pub fn body(reason: Reason, request_id: &str) -> String {
+    let err = reason.error().unwrap_or("unauthorized");
+    serde_json::json!({
+        "error": err,
+        "error_description": reason.description(),
+        "reason": reason.code(),
+        "request_id": request_id,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_token_gets_a_bare_bearer_challenge() {
+        assert_eq!(Reason::TokenMissing.status(), 401);
+        assert_eq!(
+            www_authenticate(Reason::TokenMissing, ""),
+            r#"Bearer realm="svcauth""#
+        );
+    }
+
+    #[test]
+    fn invalid_tokens_get_invalid_token_with_a_description() {
+        assert_eq!(Reason::TokenExpired.status(), 401);
+        assert_eq!(
+            www_authenticate(Reason::TokenExpired, ""),
+            r#"Bearer realm="svcauth", error="invalid_token", error_description="token expired""#
+        );
+    }
+
+    #[test]
+    fn missing_scope_names_the_required_scope() {
+        assert_eq!(Reason::InsufficientScope.status(), 403);
+        assert_eq!(
+            www_authenticate(Reason::InsufficientScope, "orders:read orders:write"),
+            r#"Bearer realm="svcauth", error="insufficient_scope", error_description="insufficient scope", scope="orders:read orders:write""#
+        );
+    }
+
+    #[test]
+    fn two_tokens_are_a_bad_request() {
+        assert_eq!(Reason::MultipleTokens.status(), 400);
+        assert!(www_authenticate(Reason::MultipleTokens, "").contains("invalid_request"));
+    }
+
+    #[test]
+    fn codes_are_unique_and_descriptions_need_no_escaping() {
+        let mut codes: Vec<_> = Reason::ALL.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Reason::ALL.len());
+        for r in Reason::ALL {
+            assert!(!r.description().contains(['"', '\\']), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn body_is_json_with_the_request_id() {
+        let v: serde_json::Value =
+            serde_json::from_str(&body(Reason::BadSignature, "rid-1")).unwrap();
+        assert_eq!(v["error"], "invalid_token");
+        assert_eq!(v["reason"], "bad_signature");
+        assert_eq!(v["request_id"], "rid-1");
+    }
+}

@@ -1,0 +1,267 @@
+//! Token verification: from a raw token string to a [`Verified`] identity, in Envoy's order —
+//! parse, issuer, algorithm, time (with skew), audience, required claims, key, signature.
+
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::config::{Config, Provider};
+use crate::jwk;
+use crate::jws;
+use crate::reason::Reason;
+
+/// What a verified token says about its caller. Cached per token; rule checks run per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    /// The subject claim (the caller's service name).
+    pub subject: String,
+    /// Granted scopes, in token order.
+    pub scopes: Vec<String>,
+    /// `scopes` space-separated (the `x-service-scopes` value).
+    pub scopes_joined: String,
+    /// `(header, value)` from the provider's `claim_to_headers`, for claims present as primitives.
+    pub claim_headers: Vec<(String, String)>,
+    /// `(claim, value)` of the config's `log.claims`, for audit lines.
+    pub log_claims: Vec<(String, String)>,
+    /// The `exp` claim.
+    pub exp: i64,
+}
+
+/// A failed verification: the reason, and the provider and subject when they were known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub provider: Option<usize>,
+    pub subject: Option<String>,
+}
+
+impl From<Reason> for Failure {
+    fn from(reason: Reason) -> Self {
+        Failure {
+            reason,
+            provider: None,
+            subject: None,
+        }
+    }
+}
+
+/// The claims object, refusing duplicate member names (RFC 7519 §4: a JWT with duplicate claim
+/// names must be rejected; parsers disagree on which copy wins).
+struct Claims(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Claims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Claims;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Claims, A::Error> {
+                let mut m = Map::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    let v: Value = a.next_value()?;
+                    if m.insert(k, v).is_some() {
+                        return Err(A::Error::custom("duplicate claim"));
+                    }
+                }
+                Ok(Claims(m))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Verifies `token` against `config` at time `now` (seconds since the epoch, host clock).
+pub fn verify(config: &Config, token: &str, now: i64) -> Result<Verified, Failure> {
+    let parsed = jws::parse(token)?;
+    let Claims(claims) =
+        serde_json::from_slice(&parsed.payload).map_err(|_| Reason::TokenMalformed)?;
+    let iss = match claims.get("iss") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(Reason::TokenMalformed.into()),
+        None => return Err(Reason::IssuerMismatch.into()),
+    };
+    let Some((pi, provider)) = config
+        .providers
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.issuer == iss)
+    else {
+        return Err(Reason::IssuerMismatch.into());
+    };
+    let fail = |reason: Reason| Failure {
+        reason,
+        provider: Some(pi),
+        subject: None,
+    };
+    // The subject is read early so that later denials can name the caller in logs.
+    let subject = match claims.get(&provider.subject_claim) {
+        Some(Value::String(s)) if is_header_safe(s) && !s.is_empty() => Some(s.clone()),
+        Some(_) => return Err(fail(Reason::TokenMalformed)),
+        None => None,
+    };
+    let fail = |reason: Reason| Failure {
+        reason,
+        provider: Some(pi),
+        subject: subject.clone(),
+    };
+    if !provider.algorithms.contains(&parsed.alg) {
+        return Err(fail(Reason::AlgNotAllowed));
+    }
+    let exp = check_time(provider, &claims, now).map_err(fail)?;
+    check_audience(provider, &claims).map_err(fail)?;
+    for (name, want) in &provider.required_claims {
+        if claims.get(name) != Some(want) {
+            return Err(fail(Reason::ClaimMismatch));
+        }
+    }
+    let Some(subject) = subject.clone() else {
+        return Err(fail(Reason::ClaimMismatch));
+    };
+    if provider.keys.is_empty() {
+        return Err(fail(Reason::KeysUnavailable));
+    }
+    let candidates = jwk::candidates(&provider.keys, parsed.alg, parsed.kid.as_deref());
+    if candidates.is_empty() {
+        return Err(fail(Reason::UnknownKid));
+    }
+    if !candidates.iter().any(|k| jws::verify_with(&parsed, k)) {
+        return Err(fail(Reason::BadSignature));
+    }
+    let scopes = scopes_of(provider, &claims).map_err(fail)?;
+    let mut claim_headers = Vec::with_capacity(provider.claim_to_headers.len());
+    for (claim, header) in &provider.claim_to_headers {
+        if let Some(v) = claims.get(claim).and_then(primitive) {
+            if !is_header_safe(&v) {
+                return Err(fail(Reason::TokenMalformed));
+            }
+            claim_headers.push((header.clone(), v));
+        }
+    }
+    let log_claims = config
+        .log_claims
+        .iter()
+        .filter_map(|c| claims.get(c).and_then(primitive).map(|v| (c.clone(), v)))
+        .collect();
+    Ok(Verified {
+        provider: pi,
+        subject,
+        scopes_joined: scopes.join(" "),
+        scopes,
+        claim_headers,
+        log_claims,
+        exp,
+    })
+}
+
+/// `exp` (required), `nbf`, `iat` and the maximum lifetime. Returns `exp`.
+fn check_time(p: &Provider, claims: &Map<String, Value>, now: i64) -> Result<i64, Reason> {
+    let exp = match numeric_date(claims, "exp")? {
+        Some(e) => e,
+        None => return Err(Reason::ExpMissing),
+    };
+    let skew = p.clock_skew;
+    if now > exp.saturating_add(skew) {
+        return Err(Reason::TokenExpired);
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")? {
+        if now.saturating_add(skew) < nbf {
+            return Err(Reason::TokenNotYetValid);
+        }
+    }
+    let iat = numeric_date(claims, "iat")?;
+    if let Some(iat) = iat {
+        if iat > now.saturating_add(skew) {
+            return Err(Reason::IssuedInFuture);
+        }
+    }
+    if let Some(max) = p.max_lifetime {
+        // Without iat, the lifetime still ahead is what is bounded.
+        let start = iat.unwrap_or(now);
+        if exp.saturating_sub(start) > max {
+            return Err(Reason::LifetimeTooLong);
+        }
+    }
+    Ok(exp)
+}
+
+/// A NumericDate claim: an integer number of seconds. Strings, floats and out-of-range numbers
+/// are malformed.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Reason> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(Reason::TokenMalformed),
+        Some(_) => Err(Reason::TokenMalformed),
+    }
+}
+
+fn check_audience(p: &Provider, claims: &Map<String, Value>) -> Result<(), Reason> {
+    let Some(allowed) = &p.audiences else {
+        return Ok(());
+    };
+    let ok = match claims.get("aud") {
+        Some(Value::String(a)) => allowed.contains(a),
+        Some(Value::Array(list)) => {
+            let mut any = false;
+            for v in list {
+                match v {
+                    Value::String(a) => any |= allowed.contains(a),
+                    _ => return Err(Reason::TokenMalformed),
+                }
+            }
+            any
+        }
+        Some(_) => return Err(Reason::TokenMalformed),
+        None => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Reason::AudienceMismatch)
+    }
+}
+
+/// Scopes from the first configured scope claim present: a space-delimited string or a list of
+/// strings. Scopes with characters that cannot go into a header make the token malformed.
+fn scopes_of(p: &Provider, claims: &Map<String, Value>) -> Result<Vec<String>, Reason> {
+    let Some(v) = p.scope_claims.iter().find_map(|c| claims.get(c)) else {
+        return Ok(Vec::new());
+    };
+    let scopes: Vec<String> = match v {
+        Value::String(s) => s.split_ascii_whitespace().map(str::to_string).collect(),
+        Value::Array(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for item in list {
+                match item {
+                    Value::String(s) if !s.is_empty() && !s.contains(char::is_whitespace) => {
+                        out.push(s.clone())
+                    }
+                    _ => return Err(Reason::TokenMalformed),
+                }
+            }
+            out
+        }
+        _ => return Err(Reason::TokenMalformed),
+    };
+    if scopes.iter().any(|s| !is_header_safe(s)) {
+        return Err(Reason::TokenMalformed);
+    }
+    Ok(scopes)
+}
+
+/// The header value of a primitive claim (string, number, bool); `None` for others.
+fn primitive(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A value Envoy accepts in a header: no control characters (tab excepted), bounded length.
+fn is_header_safe(s: &str) -> bool {
+    s.len() <= 4096 && !s.chars().any(|c| c.is_control() && c != '\t')
+}
