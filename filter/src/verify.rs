@@ -73,11 +73,44 @@ impl<'de> serde::Deserialize<'de> for Claims {
     }
 }
 
+/// Receives each passed check of [`verify_explained`], in order, with a lazily built detail.
+/// The first failed check is the returned [`Failure`].
+pub trait Explain {
+    fn pass(&mut self, check: &'static str, detail: impl FnOnce() -> String);
+}
+
+/// The silent observer of the data path: compiles to nothing.
+impl Explain for () {
+    #[inline(always)]
+    fn pass(&mut self, _check: &'static str, _detail: impl FnOnce() -> String) {}
+}
+
 /// Verifies `token` against `config` at time `now` (seconds since the epoch, host clock).
 pub fn verify(config: &Config, token: &str, now: i64) -> Result<Verified, Failure> {
+    verify_explained(config, token, now, &mut ())
+}
+
+/// [`verify`], reporting each passed check to `ex` (the CLI's `--explain`).
+pub fn verify_explained<E: Explain>(
+    config: &Config,
+    token: &str,
+    now: i64,
+    ex: &mut E,
+) -> Result<Verified, Failure> {
     let parsed = jws::parse(token)?;
+    ex.pass("format", || {
+        format!(
+            "compact JWS, alg {}, kid {}, typ {}",
+            parsed.alg.name(),
+            parsed.kid.as_deref().unwrap_or("(none)"),
+            parsed.typ.as_deref().unwrap_or("(none)")
+        )
+    });
     let Claims(claims) =
         serde_json::from_slice(&parsed.payload).map_err(|_| Reason::TokenMalformed)?;
+    ex.pass("claims", || {
+        format!("{} claims, no duplicates", claims.len())
+    });
     let iss = match claims.get("iss") {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(Reason::TokenMalformed.into()),
@@ -91,6 +124,9 @@ pub fn verify(config: &Config, token: &str, now: i64) -> Result<Verified, Failur
     else {
         return Err(Reason::IssuerMismatch.into());
     };
+    ex.pass("issuer", || {
+        format!("{iss:?} selects provider {:?}", provider.name)
+    });
     let fail = |reason: Reason| Failure {
         reason,
         provider: Some(pi),
@@ -110,16 +146,34 @@ pub fn verify(config: &Config, token: &str, now: i64) -> Result<Verified, Failur
     if !provider.algorithms.contains(&parsed.alg) {
         return Err(fail(Reason::AlgNotAllowed));
     }
+    ex.pass("algorithm", || format!("{} is allowed", parsed.alg.name()));
     let exp = check_time(provider, &claims, now).map_err(fail)?;
+    ex.pass("lifetime", || {
+        format!(
+            "exp {exp} is {}s from now {now} (skew {}s)",
+            exp - now,
+            provider.clock_skew
+        )
+    });
     check_audience(provider, &claims).map_err(fail)?;
+    ex.pass("audience", || match &provider.audiences {
+        Some(a) => format!("one of {a:?}"),
+        None => "not checked (no audiences configured)".into(),
+    });
     for (name, want) in &provider.required_claims {
         if claims.get(name) != Some(want) {
             return Err(fail(Reason::ClaimMismatch));
         }
     }
+    ex.pass("required claims", || {
+        format!("{} required claim(s) match", provider.required_claims.len())
+    });
     let Some(subject) = subject.clone() else {
         return Err(fail(Reason::ClaimMismatch));
     };
+    ex.pass("subject", || {
+        format!("{} = {subject:?}", provider.subject_claim)
+    });
     if provider.keys.is_empty() {
         return Err(fail(Reason::KeysUnavailable));
     }
@@ -127,10 +181,17 @@ pub fn verify(config: &Config, token: &str, now: i64) -> Result<Verified, Failur
     if candidates.is_empty() {
         return Err(fail(Reason::UnknownKid));
     }
-    if !candidates.iter().any(|k| jws::verify_with(&parsed, k)) {
+    let Some(key) = candidates.iter().find(|k| jws::verify_with(&parsed, k)) else {
         return Err(fail(Reason::BadSignature));
-    }
+    };
+    ex.pass("signature", || {
+        format!(
+            "verified with key {}",
+            key.kid.as_deref().unwrap_or("(no kid)")
+        )
+    });
     let scopes = scopes_of(provider, &claims).map_err(fail)?;
+    ex.pass("scopes", || format!("granted {:?}", scopes.join(" ")));
     let mut claim_headers = Vec::with_capacity(provider.claim_to_headers.len());
     for (claim, header) in &provider.claim_to_headers {
         if let Some(v) = claims.get(claim).and_then(primitive) {
