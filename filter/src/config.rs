@@ -67,6 +67,8 @@ struct RawProvider {
     #[serde(default)]
     jwks: Option<Value>,
     #[serde(default)]
+    remote_jwks: Option<RawRemoteJwks>,
+    #[serde(default)]
     hmac_secret_env: Option<OneOrMany>,
     #[serde(default)]
     from_headers: Option<Vec<RawHeaderSource>>,
@@ -86,6 +88,24 @@ struct RawProvider {
     forward_token: Option<bool>,
     #[serde(default)]
     claim_to_headers: Vec<RawClaimHeader>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemoteJwks {
+    cluster: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default)]
+    refresh_seconds: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_bytes: Option<usize>,
+    #[serde(default)]
+    refetch_interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +174,20 @@ pub struct TokenSource {
     pub prefix: Option<String>,
 }
 
+/// Where and how often a provider's JWK Set is fetched (through an Envoy cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    pub refresh_seconds: u64,
+    pub timeout_ms: u64,
+    /// Larger responses are refused before their body is read.
+    pub max_bytes: usize,
+    /// At most one refetch for an unknown `kid` per this many seconds (across worker VMs).
+    pub refetch_interval_seconds: u64,
+}
+
 /// One issuer's verification settings.
 #[derive(Debug)]
 pub struct Provider {
@@ -161,7 +195,10 @@ pub struct Provider {
     pub issuer: String,
     /// `None`: audience not checked.
     pub audiences: Option<Vec<String>>,
+    /// Keys known at configure time (inline JWKS, HMAC secrets).
     pub keys: Vec<Key>,
+    /// Keys fetched at run time, if configured.
+    pub remote_jwks: Option<RemoteJwks>,
     pub algorithms: Vec<Alg>,
     /// Indices into [`Config::sources`].
     pub sources: Vec<usize>,
@@ -408,16 +445,21 @@ fn compile_provider(
             });
         }
     }
-    if keys.is_empty() {
+    let remote_jwks = match rp.remote_jwks {
+        None => None,
+        Some(r) => Some(compile_remote(name, r)?),
+    };
+    if keys.is_empty() && remote_jwks.is_none() {
         return err(
             format!("providers.{name}"),
-            "no key source: set jwks or hmac_secret_env",
+            "no key source: set jwks, remote_jwks or hmac_secret_env",
         );
     }
+    // Remote keys are not known yet: every asymmetric algorithm may be served by them.
     let usable: Vec<Alg> = ALL_ALGS
         .iter()
         .copied()
-        .filter(|a| keys.iter().any(|k| k.fits(*a)))
+        .filter(|a| keys.iter().any(|k| k.fits(*a)) || (remote_jwks.is_some() && !a.is_hmac()))
         .collect();
     let algorithms = match rp.algorithms {
         None => usable,
@@ -541,6 +583,7 @@ fn compile_provider(
         issuer: rp.issuer,
         audiences: rp.audiences,
         keys,
+        remote_jwks,
         algorithms,
         sources: my_sources,
         clock_skew: i64::try_from(skew).unwrap_or(60),
@@ -550,6 +593,53 @@ fn compile_provider(
         max_lifetime,
         forward_token: rp.forward_token.unwrap_or(true),
         claim_to_headers,
+    })
+}
+
+fn compile_remote(name: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
+    let at = |field: &str| format!("providers.{name}.remote_jwks.{field}");
+    if r.cluster.is_empty() {
+        return err(at("cluster"), "must name an Envoy cluster");
+    }
+    let path = r.path.unwrap_or_else(|| "/.well-known/jwks.json".into());
+    if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
+        return err(at("path"), format!("{path:?} must be an absolute path"));
+    }
+    let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
+    if authority.is_empty()
+        || authority
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || c == '/')
+    {
+        return err(
+            at("authority"),
+            format!("{authority:?} is not a host[:port]"),
+        );
+    }
+    let refresh_seconds = r.refresh_seconds.unwrap_or(300);
+    if !(1..=86_400).contains(&refresh_seconds) {
+        return err(at("refresh_seconds"), "must be between 1 and 86400");
+    }
+    let timeout_ms = r.timeout_ms.unwrap_or(1500);
+    if !(10..=60_000).contains(&timeout_ms) {
+        return err(at("timeout_ms"), "must be between 10 and 60000");
+    }
+    let max_bytes = r.max_bytes.unwrap_or(65_536);
+    if !(256..=1_048_576).contains(&max_bytes) {
+        return err(at("max_bytes"), "must be between 256 and 1048576");
+    }
+    let refetch_interval_seconds = r.refetch_interval_seconds.unwrap_or(10);
+    if refetch_interval_seconds > 3600 {
+        return err(at("refetch_interval_seconds"), "must be at most 3600");
+    }
+    Ok(RemoteJwks {
+        cluster: r.cluster,
+        path,
+        authority,
+        refresh_seconds,
+        timeout_ms,
+        max_bytes,
+        refetch_interval_seconds,
     })
 }
 
@@ -835,7 +925,7 @@ mod tests {
         let v = json!({"providers": {"p": {"issuer": "i"}}, "rules": [{"match": {"prefix": "/"}, "allow": true}]});
         assert_eq!(
             compile_json(&v).unwrap_err().0,
-            "providers.p: no key source: set jwks or hmac_secret_env"
+            "providers.p: no key source: set jwks, remote_jwks or hmac_secret_env"
         );
     }
 

@@ -9,6 +9,7 @@ use sha2::Digest as _;
 
 use crate::cache::TokenCache;
 use crate::config::{Action, Config, PathMatch, Rule};
+use crate::keys::KeyStore;
 use crate::reason::Reason;
 use crate::verify::{self, Verified};
 
@@ -86,26 +87,33 @@ fn extract<'h, K: AsRef<str>, V: AsRef<str>>(
         let Some(si) = config.sources.iter().position(|s| s.header == name) else {
             continue;
         };
-        let value = v.as_ref();
-        let rest = match config.sources.get(si).and_then(|s| s.prefix.as_deref()) {
-            None => value,
-            Some(prefix) => match value.get(..prefix.len()) {
-                // The scheme is case-insensitive (RFC 7235 §2.1): `bearer x` is accepted.
-                Some(head) if head.eq_ignore_ascii_case(prefix) => {
-                    value.get(prefix.len()..).unwrap_or_default()
-                }
-                // Another scheme (e.g. Basic) in this header is not ours to judge.
-                _ => continue,
-            },
-        };
-        let token = rest.trim_matches(|c| c == ' ' || c == '\t');
-        if token.is_empty() {
-            continue;
+        let prefix = config.sources.get(si).and_then(|s| s.prefix.as_deref());
+        // Envoy joins repeated headers of some names (`authorization` among them) into one
+        // value with commas. A token never holds a comma, so each element is read on its own:
+        // `Bearer a,Bearer b` is two tokens, as two separate headers are.
+        let joined = !prefix.is_some_and(|p| p.contains(','));
+        for element in v.as_ref().split(|c| joined && c == ',') {
+            let value = element.trim_start_matches([' ', '\t']);
+            let rest = match prefix {
+                None => value,
+                Some(prefix) => match value.get(..prefix.len()) {
+                    // The scheme is case-insensitive (RFC 7235 §2.1): `bearer x` is accepted.
+                    Some(head) if head.eq_ignore_ascii_case(prefix) => {
+                        value.get(prefix.len()..).unwrap_or_default()
+                    }
+                    // Another scheme (e.g. Basic) in this header is not ours to judge.
+                    _ => continue,
+                },
+            };
+            let token = rest.trim_matches(|c| c == ' ' || c == '\t');
+            if token.is_empty() {
+                continue;
+            }
+            if found.is_some() {
+                return Err(Reason::MultipleTokens);
+            }
+            found = Some(Found { token, source: si });
         }
-        if found.is_some() {
-            return Err(Reason::MultipleTokens);
-        }
-        found = Some(Found { token, source: si });
     }
     Ok(found)
 }
@@ -175,6 +183,17 @@ pub fn decide<K: AsRef<str>, V: AsRef<str>>(
     headers: &[(K, V)],
     now: i64,
 ) -> Decision {
+    decide_with_keys(config, &KeyStore::default(), cache, headers, now)
+}
+
+/// [`decide`] with the fetched keys of providers that use `remote_jwks`.
+pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
+    config: &Config,
+    keys: &KeyStore,
+    cache: &mut TokenCache,
+    headers: &[(K, V)],
+    now: i64,
+) -> Decision {
     let method = header(headers, ":method").unwrap_or_default();
     let path = header(headers, ":path").unwrap_or_default();
     if config.bypass_cors_preflight
@@ -232,7 +251,7 @@ pub fn decide<K: AsRef<str>, V: AsRef<str>>(
     }
     let (verified, hit) = match cache.get(found.token, now) {
         Some(v) => (v, true),
-        None => match verify::verify(config, found.token, now) {
+        None => match verify::verify_with_keys(config, keys, found.token, now, &mut ()) {
             Ok(v) => {
                 let v = Rc::new(v);
                 let skew = config.providers.get(v.provider).map_or(0, |p| p.clock_skew);

@@ -523,6 +523,19 @@ fn tokens_are_found_in_every_configured_header_and_only_once() {
         ]),
         Err(Reason::MultipleTokens)
     );
+    // Envoy joins repeated `authorization` headers into one value with a comma.
+    assert_eq!(
+        decide_with(&[("authorization", &format!("Bearer {t},Bearer {t}"))]),
+        Err(Reason::MultipleTokens)
+    );
+    assert_eq!(
+        decide_with(&[("authorization", &format!("Basic dXNlcjpwYXNz, Bearer {t}"))]),
+        Ok(())
+    );
+    assert_eq!(
+        decide_with(&[("x-service-token", &format!("{t},{t}"))]),
+        Err(Reason::MultipleTokens)
+    );
 }
 
 #[test]
@@ -632,4 +645,63 @@ fn denials_carry_a_short_token_hash_never_the_token() {
     assert_eq!(v["request_id"], "rid-7");
     assert_eq!(v["path"], "/orders");
     assert!(!line.contains(&t) && !line.contains(t.split('.').nth(2).unwrap()));
+}
+
+fn remote_config() -> Config {
+    let mut v = fixtures::config_json();
+    let p = &mut v["providers"]["internal"];
+    p.as_object_mut().unwrap().remove("jwks");
+    p["remote_jwks"] = json!({"cluster": "jwks"});
+    Config::from_json(v.to_string().as_bytes(), &fixtures::env).unwrap()
+}
+
+fn decide_remote(cfg: &Config, store: &crate::keys::KeyStore, t: &str) -> Result<(), Reason> {
+    let auth = bearer(t);
+    let h = req("GET", "/orders", &[("authorization", auth.as_str())]);
+    match crate::decide::decide_with_keys(cfg, store, &mut TokenCache::new(0), &h, NOW) {
+        Decision::Allow(_) => Ok(()),
+        Decision::Deny(d) => Err(d.reason),
+    }
+}
+
+#[test]
+fn a_remote_provider_fails_closed_until_its_first_key_set() {
+    let cfg = remote_config();
+    let mut store = crate::keys::KeyStore::new(1);
+    let t = token(Fixture::Ec256, &claims(NOW));
+    assert_eq!(
+        decide_remote(&cfg, &store, &t),
+        Err(Reason::KeysUnavailable)
+    );
+    // HMAC secrets are configured keys: they work without the fetched set.
+    assert_eq!(
+        decide_remote(&cfg, &store, &hmac_token(Alg::HS256, &claims(NOW))),
+        Ok(())
+    );
+    let set = crate::keys::parse_fetched(fixtures::jwks_json().as_bytes(), 65536).unwrap();
+    store.set(
+        0,
+        crate::keys::Loaded {
+            keys: set.keys,
+            fetched_at: NOW,
+        },
+    );
+    assert_eq!(decide_remote(&cfg, &store, &t), Ok(()));
+}
+
+#[test]
+fn a_kid_missing_from_the_fetched_set_is_unknown() {
+    let cfg = remote_config();
+    let mut store = crate::keys::KeyStore::new(1);
+    let only_rsa = json!({"keys": [fixtures::public_jwk(Fixture::RsaA, "rsa-a")]}).to_string();
+    let set = crate::keys::parse_fetched(only_rsa.as_bytes(), 65536).unwrap();
+    store.set(
+        0,
+        crate::keys::Loaded {
+            keys: set.keys,
+            fetched_at: NOW,
+        },
+    );
+    let t = token(Fixture::Ec256, &claims(NOW));
+    assert_eq!(decide_remote(&cfg, &store, &t), Err(Reason::UnknownKid));
 }

@@ -201,13 +201,20 @@ fn ec_point(raw: &RawKey, len: usize) -> Result<Vec<u8>, String> {
     Ok(point)
 }
 
-/// The keys that may verify a token with `alg` and `kid`, in key-set order.
+/// The keys that may verify a token with `alg` and `kid`, in key-set order, from one or more
+/// key lists (configured keys, then fetched ones).
 ///
 /// As in jwt_verify_lib: a key whose type or `alg` does not fit is never tried; when both the
 /// token and the key have a `kid`, they must be equal. A token without a `kid` is only verified
 /// when exactly one key fits, so an unlabeled token cannot go shopping for a key.
-pub fn candidates<'k>(keys: &'k [Key], alg: Alg, kid: Option<&str>) -> Vec<&'k Key> {
-    let fitting = keys.iter().filter(|k| k.fits(alg));
+/// HMAC secrets are the exception: see below.
+pub fn candidates<'k>(lists: &[&'k [Key]], alg: Alg, kid: Option<&str>) -> Vec<&'k Key> {
+    let fitting = lists.iter().flat_map(|l| l.iter()).filter(|k| k.fits(alg));
+    if alg.is_hmac() {
+        // HMAC secrets come only from `hmac_secret_env` (never a JWKS): the current and the
+        // previous secret of a rotation are all tried, whatever the token's kid.
+        return fitting.collect();
+    }
     match kid {
         Some(kid) => fitting
             .filter(|k| k.kid.as_deref().is_none_or(|kk| kk == kid))
@@ -263,14 +270,14 @@ mod tests {
     fn key_choice_follows_kid_alg_and_family() {
         let set = parse_set(&fixtures::jwks_json()).unwrap();
         let keys = &set.keys;
-        assert_eq!(candidates(keys, Alg::RS256, Some("rsa-a")).len(), 1);
-        assert_eq!(candidates(keys, Alg::RS256, Some("nope")).len(), 0);
+        assert_eq!(candidates(&[keys], Alg::RS256, Some("rsa-a")).len(), 1);
+        assert_eq!(candidates(&[keys], Alg::RS256, Some("nope")).len(), 0);
         // Two RSA keys fit RS256: without a kid, none is chosen.
-        assert_eq!(candidates(keys, Alg::RS256, None).len(), 0);
-        assert_eq!(candidates(keys, Alg::ES256, None).len(), 1);
+        assert_eq!(candidates(&[keys], Alg::RS256, None).len(), 0);
+        assert_eq!(candidates(&[keys], Alg::ES256, None).len(), 1);
         // An RSA key is never an HMAC secret.
-        assert_eq!(candidates(keys, Alg::HS256, Some("rsa-a")).len(), 0);
+        assert_eq!(candidates(&[keys], Alg::HS256, Some("rsa-a")).len(), 0);
         // The EC P-256 key never verifies ES384.
-        assert_eq!(candidates(keys, Alg::ES384, Some("ec256")).len(), 0);
+        assert_eq!(candidates(&[keys], Alg::ES384, Some("ec256")).len(), 0);
     }
 }

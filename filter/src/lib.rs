@@ -32,6 +32,7 @@ pub mod config;
 pub mod decide;
 pub mod jwk;
 pub mod jws;
+pub mod keys;
 pub mod logline;
 pub mod reason;
 pub mod verify;

@@ -16,7 +16,11 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub request_id: &'a str,
-    /// The trace id from the request's `traceparent`, if well-formed.
+    /// The trace id from the request's `traceparent`, if well-formed. For a denial this is the
+    /// traceparent the request came with: Envoy's tracer continues that trace, so it is the
+    /// exported span's trace id. Without one, Envoy starts its span (with its own trace id)
+    /// before any filter runs and the filter cannot see that id: the log then has no trace id,
+    /// and `request_id` (the span's `guid:x-request-id` tag) finds the span.
     pub trace_id: Option<&'a str>,
 }
 
@@ -106,6 +110,17 @@ pub fn allowed(
     rule: Option<usize>,
     req: &RequestFacts<'_>,
 ) -> String {
+    allowed_value(config, v, rule, req).to_string()
+}
+
+/// [`allowed`] as a JSON value, for a caller that completes it later (the adapter writes the
+/// audit line when the request ends, with the trace id the upstream was sent).
+pub fn allowed_value(
+    config: &Config,
+    v: &Verified,
+    rule: Option<usize>,
+    req: &RequestFacts<'_>,
+) -> Value {
     let provider = config.providers.get(v.provider).map(|p| p.name.as_str());
     let claims: Map<String, Value> = v
         .log_claims
@@ -123,7 +138,6 @@ pub fn allowed(
         "rule": rule,
         "claims": claims,
     })
-    .to_string()
 }
 
 #[cfg(test)]

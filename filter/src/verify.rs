@@ -5,8 +5,9 @@ use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, Provider};
-use crate::jwk;
+use crate::jwk::{self, Key};
 use crate::jws;
+use crate::keys::KeyStore;
 use crate::reason::Reason;
 
 /// What a verified token says about its caller. Cached per token; rule checks run per request.
@@ -85,7 +86,8 @@ impl Explain for () {
     fn pass(&mut self, _check: &'static str, _detail: impl FnOnce() -> String) {}
 }
 
-/// Verifies `token` against `config` at time `now` (seconds since the epoch, host clock).
+/// Verifies `token` against `config` at time `now` (seconds since the epoch, host clock),
+/// with the configured keys only (no fetched ones).
 pub fn verify(config: &Config, token: &str, now: i64) -> Result<Verified, Failure> {
     verify_explained(config, token, now, &mut ())
 }
@@ -93,6 +95,17 @@ pub fn verify(config: &Config, token: &str, now: i64) -> Result<Verified, Failur
 /// [`verify`], reporting each passed check to `ex` (the CLI's `--explain`).
 pub fn verify_explained<E: Explain>(
     config: &Config,
+    token: &str,
+    now: i64,
+    ex: &mut E,
+) -> Result<Verified, Failure> {
+    verify_with_keys(config, &KeyStore::default(), token, now, ex)
+}
+
+/// The full verification: configured keys plus the fetched keys in `store`.
+pub fn verify_with_keys<E: Explain>(
+    config: &Config,
+    store: &KeyStore,
     token: &str,
     now: i64,
     ex: &mut E,
@@ -174,10 +187,19 @@ pub fn verify_explained<E: Explain>(
     ex.pass("subject", || {
         format!("{} = {subject:?}", provider.subject_claim)
     });
-    if provider.keys.is_empty() {
+    let fetched: &[Key] = store.get(pi).map_or(&[], |l| l.keys.as_slice());
+    if provider.remote_jwks.is_some()
+        && store.get(pi).is_none()
+        && !provider.keys.iter().any(|k| k.fits(parsed.alg))
+    {
+        // Fail closed until the first good key set arrives.
         return Err(fail(Reason::KeysUnavailable));
     }
-    let candidates = jwk::candidates(&provider.keys, parsed.alg, parsed.kid.as_deref());
+    let candidates = jwk::candidates(
+        &[provider.keys.as_slice(), fetched],
+        parsed.alg,
+        parsed.kid.as_deref(),
+    );
     if candidates.is_empty() {
         return Err(fail(Reason::UnknownKid));
     }

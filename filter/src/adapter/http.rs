@@ -6,21 +6,59 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, MapType};
 
-use super::root::Shared;
+use super::jwks;
+use super::root::{Shared, Waiter};
 use super::{log, now_seconds};
 use crate::cache::TokenCache;
 use crate::config::{
     HEADER_SCOPES, HEADER_SERVICE, TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE,
 };
 use crate::decide::{self, Decision, Denial};
+use crate::keys::KeyStore;
 use crate::logline::{self, RequestFacts};
 use crate::reason::{self, Reason};
 
 pub struct Http {
     pub shared: Option<Rc<Shared>>,
+    /// This stream's context id (to be resumed by another context after a key refetch).
+    id: u32,
+    /// Audit mode: the line for this allowed call, written when the request ends (`on_log`).
+    audit: Option<serde_json::Value>,
+    /// A key refetch this request started: (call token, provider).
+    fetch: Option<(u32, usize)>,
 }
 
-impl Context for Http {}
+impl Http {
+    pub fn new(shared: Option<Rc<Shared>>, id: u32) -> Http {
+        Http {
+            shared,
+            id,
+            audit: None,
+            fetch: None,
+        }
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let (Some(shared), Some((token, p))) = (self.shared.clone(), self.fetch.take()) else {
+            return;
+        };
+        if token != token_id {
+            return;
+        }
+        let now = now_seconds().unwrap_or(0);
+        jwks::on_response(&shared, p, body_size, now);
+        // Decides this request and every other one of this VM waiting for the same keys.
+        resume_waiters(&shared, Some(p), now);
+    }
+}
 
 fn set(name: &str, value: &str) {
     let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
@@ -55,8 +93,10 @@ fn random_hex(bytes: usize) -> String {
     slice.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Adds `x-request-id` and a W3C `traceparent` when the request has none; never overwrites.
-fn add_trace_headers(headers: &mut Vec<(String, String)>) {
+/// Adds an `x-request-id` when the request has none; never overwrites. (Envoy's connection
+/// manager generates one before any filter runs unless `generate_request_id: false`; the tracer
+/// reads it when the span ends, so the one added here becomes the span's `guid:x-request-id`.)
+fn add_request_id(headers: &mut Vec<(String, String)>) {
     if decide::header(headers, "x-request-id").is_none() {
         let id = random_hex(16);
         if !id.is_empty() {
@@ -64,6 +104,14 @@ fn add_trace_headers(headers: &mut Vec<(String, String)>) {
             headers.push(("x-request-id".into(), id));
         }
     }
+}
+
+/// Adds a W3C `traceparent` with fresh random ids when the request has none; never overwrites.
+/// Only on allowed requests: it is for the upstream. Envoy's tracer, when configured, has
+/// already started the request's span (continuing an incoming traceparent, else with its own
+/// trace id) and its router replaces this header with the span's context; without a tracer
+/// this is the trace context the upstream receives.
+fn add_traceparent(headers: &mut Vec<(String, String)>) {
     if decide::header(headers, "traceparent").is_none() {
         let (trace, span) = (random_hex(16), random_hex(8));
         if trace.len() == 32 && span.len() == 16 {
@@ -94,13 +142,13 @@ impl HttpContext for Http {
             }
         }
         headers.retain(|(k, _)| !config.strip_headers.iter().any(|s| s == k));
-        add_trace_headers(&mut headers);
+        add_request_id(&mut headers);
         let Some(now) = now_seconds() else {
             log(
                 LogLevel::Error,
                 "svcauth: the host clock is unavailable; denying",
             );
-            return self.deny(
+            return deny(
                 &shared,
                 &headers,
                 &Denial {
@@ -113,75 +161,199 @@ impl HttpContext for Http {
                 },
             );
         };
-        let decision = match shared.cache.try_borrow_mut() {
-            Ok(mut cache) => decide::decide(config, &mut cache, &headers, now),
-            Err(_) => decide::decide(config, &mut TokenCache::new(0), &headers, now),
-        };
-        match decision {
-            Decision::Allow(a) => {
-                shared.metrics.cache(a.cache_hit);
-                super::metrics::Metrics::inc(shared.metrics.allowed);
-                set(TAG_DECISION, "allow");
-                match &a.identity {
-                    Some(id) => {
-                        set(HEADER_SERVICE, &id.subject);
-                        set(HEADER_SCOPES, &id.scopes_joined);
-                        for (h, v) in &id.claim_headers {
-                            set(h, v);
-                        }
-                        set(TAG_SERVICE, &id.subject);
-                        if let Some(p) = config.providers.get(id.provider) {
-                            set(TAG_PROVIDER, &p.name);
-                        }
-                        if config.log_allowed {
-                            let facts = RequestFacts::from_headers(&headers);
-                            log(
-                                LogLevel::Info,
-                                &logline::allowed(config, id, a.rule, &facts),
-                            );
-                        }
-                    }
-                    None => set(TAG_SERVICE, "anonymous"),
+        let mut decision = decide_now(&shared, &headers, now);
+        if let Decision::Deny(d) = &decision {
+            if let Some(p) = unknown_remote_kid(&shared, d) {
+                // Another worker may already have fetched the new keys.
+                if jwks::sync(&shared, p) {
+                    decision = decide_now(&shared, &headers, now);
+                } else if let Some(action) = self.wait_for_keys(&shared, p, headers.clone(), now) {
+                    return action;
                 }
-                if let Some(h) = &a.remove_header {
-                    remove(h);
-                }
-                Action::Continue
-            }
-            Decision::Deny(d) => {
-                shared.metrics.cache(d.cache_hit);
-                self.deny(&shared, &headers, &d)
             }
         }
+        let (action, audit) = apply(&shared, &mut headers, decision);
+        self.audit = audit;
+        action
+    }
+
+    fn on_log(&mut self) {
+        let Some(mut line) = self.audit.take() else {
+            return;
+        };
+        // By now Envoy's router has replaced the traceparent with the span's context when a
+        // tracer runs: log the trace id the upstream was sent, which is the exported span's.
+        if let Ok(Some(tp)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, "traceparent") {
+            if let (Some(tid), Some(obj)) = (logline::trace_id_of(&tp), line.as_object_mut()) {
+                obj.insert("trace_id".into(), tid.into());
+            }
+        }
+        log(LogLevel::Info, &line.to_string());
     }
 }
 
 impl Http {
-    fn deny(&self, shared: &Shared, headers: &[(String, String)], d: &Denial) -> Action {
-        let config = &shared.config;
-        shared.metrics.denied_for(d.reason);
-        set(TAG_DECISION, "deny");
-        set(TAG_REASON, d.reason.code());
-        if let Some(s) = &d.subject {
-            set(TAG_SERVICE, s);
-        }
-        if let Some(p) = d.provider.and_then(|p| config.providers.get(p)) {
-            set(TAG_PROVIDER, &p.name);
-        }
-        let facts = RequestFacts::from_headers(headers);
-        log(LogLevel::Info, &logline::denial(config, d, &facts));
-        let challenge = reason::www_authenticate(d.reason, decide::challenge(config, d.rule));
-        let body = reason::body(d.reason, facts.request_id);
-        let _ = hostcalls::send_http_response(
-            d.reason.status(),
-            vec![
-                ("www-authenticate", challenge.as_str()),
-                ("content-type", "application/json"),
-                ("cache-control", "no-store"),
-                ("x-svcauth-reason", d.reason.code()),
-            ],
-            Some(body.as_bytes()),
-        );
-        Action::Pause
+    /// Pauses this request until provider `p`'s keys are refetched: starts the refetch if the
+    /// rate limit allows, or joins one of this VM already in flight. `None`: decide now.
+    fn wait_for_keys(
+        &mut self,
+        shared: &Shared,
+        p: usize,
+        headers: Vec<(String, String)>,
+        now: i64,
+    ) -> Option<Action> {
+        let deadline = if jwks::may_refetch(shared, p, now) {
+            let token = jwks::start_fetch(shared, p, now)?;
+            self.fetch = Some((token, p));
+            jwks::in_flight_until(shared, p)
+        } else {
+            let until = jwks::in_flight_until(shared, p);
+            if until <= now {
+                return None;
+            }
+            until
+        };
+        shared.waiting.try_borrow_mut().ok()?.push(Waiter {
+            context_id: self.id,
+            provider: p,
+            deadline,
+            headers,
+        });
+        Some(Action::Pause)
     }
+}
+
+/// The provider whose fetched keys lack the token's `kid`, if that is why `d` denies.
+fn unknown_remote_kid(shared: &Shared, d: &Denial) -> Option<usize> {
+    let p = d.provider?;
+    (d.reason == Reason::UnknownKid && jwks::remote(shared, p).is_some()).then_some(p)
+}
+
+fn decide_now(shared: &Shared, headers: &[(String, String)], now: i64) -> Decision {
+    let keys = shared.keys.try_borrow();
+    let empty = KeyStore::default();
+    let keys = keys.as_deref().unwrap_or(&empty);
+    match shared.cache.try_borrow_mut() {
+        Ok(mut cache) => decide::decide_with_keys(&shared.config, keys, &mut cache, headers, now),
+        Err(_) => {
+            decide::decide_with_keys(&shared.config, keys, &mut TokenCache::new(0), headers, now)
+        }
+    }
+}
+
+/// Decides, again, the waiting requests of provider `p` (all providers: `None`), each in its
+/// own stream's context, and resumes or answers them.
+pub fn resume_waiters(shared: &Shared, p: Option<usize>, now: i64) {
+    let ready: Vec<Waiter> = match shared.waiting.try_borrow_mut() {
+        Ok(mut w) => {
+            let (ready, rest) = w.drain(..).partition(|x| p.is_none_or(|p| x.provider == p));
+            *w = rest;
+            ready
+        }
+        Err(_) => return,
+    };
+    resume(shared, ready, now);
+}
+
+/// Decides the waiting requests whose deadline passed on the keys there are.
+pub fn expire_waiters(shared: &Shared, now: i64) {
+    let ready: Vec<Waiter> = match shared.waiting.try_borrow_mut() {
+        Ok(mut w) => {
+            let (ready, rest) = w.drain(..).partition(|x| x.deadline <= now);
+            *w = rest;
+            ready
+        }
+        Err(_) => return,
+    };
+    resume(shared, ready, now);
+}
+
+fn resume(shared: &Shared, waiters: Vec<Waiter>, now: i64) {
+    for mut w in waiters {
+        // The stream may be gone (client hung up): then there is nothing to answer.
+        if hostcalls::set_effective_context(w.context_id).is_err() {
+            continue;
+        }
+        let decision = decide_now(shared, &w.headers, now);
+        let (action, audit) = apply(shared, &mut w.headers, decision);
+        if let Some(line) = audit {
+            log(LogLevel::Info, &line.to_string());
+        }
+        if action == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
+
+/// Applies a decision to the current stream: identity headers and `Continue`, or the denial's
+/// log line and local reply and `Pause`. Returns the audit line to write, if any.
+fn apply(
+    shared: &Shared,
+    headers: &mut Vec<(String, String)>,
+    decision: Decision,
+) -> (Action, Option<serde_json::Value>) {
+    let config = &shared.config;
+    let mut audit = None;
+    match decision {
+        Decision::Allow(a) => {
+            add_traceparent(headers);
+            shared.metrics.cache(a.cache_hit);
+            super::metrics::Metrics::inc(shared.metrics.allowed);
+            set(TAG_DECISION, "allow");
+            match &a.identity {
+                Some(id) => {
+                    set(HEADER_SERVICE, &id.subject);
+                    set(HEADER_SCOPES, &id.scopes_joined);
+                    for (h, v) in &id.claim_headers {
+                        set(h, v);
+                    }
+                    set(TAG_SERVICE, &id.subject);
+                    if let Some(p) = config.providers.get(id.provider) {
+                        set(TAG_PROVIDER, &p.name);
+                    }
+                    if config.log_allowed {
+                        let facts = RequestFacts::from_headers(headers);
+                        audit = Some(logline::allowed_value(config, id, a.rule, &facts));
+                    }
+                }
+                None => set(TAG_SERVICE, "anonymous"),
+            }
+            if let Some(h) = &a.remove_header {
+                remove(h);
+            }
+            (Action::Continue, audit)
+        }
+        Decision::Deny(d) => {
+            shared.metrics.cache(d.cache_hit);
+            (deny(shared, headers, &d), None)
+        }
+    }
+}
+
+fn deny(shared: &Shared, headers: &[(String, String)], d: &Denial) -> Action {
+    let config = &shared.config;
+    shared.metrics.denied_for(d.reason);
+    set(TAG_DECISION, "deny");
+    set(TAG_REASON, d.reason.code());
+    if let Some(s) = &d.subject {
+        set(TAG_SERVICE, s);
+    }
+    if let Some(p) = d.provider.and_then(|p| config.providers.get(p)) {
+        set(TAG_PROVIDER, &p.name);
+    }
+    let facts = RequestFacts::from_headers(headers);
+    log(LogLevel::Info, &logline::denial(config, d, &facts));
+    let challenge = reason::www_authenticate(d.reason, decide::challenge(config, d.rule));
+    let body = reason::body(d.reason, facts.request_id);
+    let _ = hostcalls::send_http_response(
+        d.reason.status(),
+        vec![
+            ("www-authenticate", challenge.as_str()),
+            ("content-type", "application/json"),
+            ("cache-control", "no-store"),
+            ("x-svcauth-reason", d.reason.code()),
+        ],
+        Some(body.as_bytes()),
+    );
+    Action::Pause
 }

@@ -1,6 +1,6 @@
 //! The filter's counters, defined once per VM. Envoy shows them as `wasmcustom.svcauth.*`.
 
-use proxy_wasm::hostcalls::{define_metric, increment_metric};
+use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
 use crate::reason::Reason;
@@ -12,6 +12,10 @@ pub struct Metrics {
     per_reason: Vec<(Reason, Option<u32>)>,
     pub cache_hit: Option<u32>,
     pub cache_miss: Option<u32>,
+    jwks_fetch_success: Option<u32>,
+    jwks_fetch_failed: Option<u32>,
+    /// Per provider (index-aligned): a gauge of the fetched keys' age, for remote providers.
+    jwks_age: Vec<Option<u32>>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -19,7 +23,7 @@ fn counter(name: &str) -> Option<u32> {
 }
 
 impl Metrics {
-    pub fn define() -> Metrics {
+    pub fn define(config: &crate::config::Config) -> Metrics {
         Metrics {
             allowed: counter("svcauth.allowed"),
             denied: counter("svcauth.denied"),
@@ -29,6 +33,21 @@ impl Metrics {
                 .collect(),
             cache_hit: counter("svcauth.cache_hit"),
             cache_miss: counter("svcauth.cache_miss"),
+            jwks_fetch_success: counter("svcauth.jwks_fetch_success"),
+            jwks_fetch_failed: counter("svcauth.jwks_fetch_failed"),
+            jwks_age: config
+                .providers
+                .iter()
+                .map(|p| {
+                    p.remote_jwks.as_ref().and_then(|_| {
+                        define_metric(
+                            MetricType::Gauge,
+                            &format!("svcauth.jwks_age_seconds.{}", p.name),
+                        )
+                        .ok()
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -46,6 +65,21 @@ impl Metrics {
                 .find(|(r, _)| *r == reason)
                 .and_then(|(_, id)| *id),
         );
+    }
+
+    pub fn jwks_fetch(&self, _provider: usize, ok: bool) {
+        Self::inc(if ok {
+            self.jwks_fetch_success
+        } else {
+            self.jwks_fetch_failed
+        });
+    }
+
+    /// Records how old provider `p`'s fetched keys are.
+    pub fn jwks_age(&self, p: usize, seconds: i64) {
+        if let Some(Some(id)) = self.jwks_age.get(p) {
+            let _ = record_metric(*id, u64::try_from(seconds).unwrap_or(0));
+        }
     }
 
     pub fn cache(&self, hit: Option<bool>) {

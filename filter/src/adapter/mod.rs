@@ -3,6 +3,7 @@
 //! [`crate::decide::decide`] and applies the decision.
 
 mod http;
+mod jwks;
 mod metrics;
 mod root;
 
