@@ -106,6 +106,7 @@ mod tests {
             scopes_joined: String::new(),
             claim_headers: vec![],
             log_claims: vec![],
+            rule_claims: vec![],
             exp: 100,
         })
     }

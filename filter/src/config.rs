@@ -40,6 +40,8 @@ struct RawConfig {
     cache: Option<RawCache>,
     #[serde(default)]
     log: Option<RawLog>,
+    #[serde(default)]
+    rate_limits: Vec<crate::ratelimit::RawLimit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +63,12 @@ struct RawLog {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProvider {
-    issuer: String,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    static_credentials: Option<crate::statics::RawStatic>,
+    #[serde(default)]
+    typ: Option<String>,
     #[serde(default)]
     audiences: Option<Vec<String>>,
     #[serde(default)]
@@ -139,6 +146,8 @@ struct RawRule {
     allow: Option<bool>,
     #[serde(default)]
     requires: Option<RawRequires>,
+    #[serde(default)]
+    audit: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +170,8 @@ struct RawRequires {
     scopes_all: Vec<String>,
     #[serde(default)]
     scopes_any: Vec<String>,
+    #[serde(default)]
+    claims: BTreeMap<String, Value>,
 }
 
 // ---------------------------------------------------------------- compiled --------------------
@@ -210,6 +221,10 @@ pub struct Provider {
     pub forward_token: bool,
     /// `(claim, header)`.
     pub claim_to_headers: Vec<(String, String)>,
+    /// Required `typ` header (compared case-insensitively, `application/` prefix optional).
+    pub typ: Option<String>,
+    /// Set for a static-credentials provider (then it has no issuer and no keys).
+    pub statics: Option<crate::statics::StaticCreds>,
 }
 
 /// What a rule matches.
@@ -229,6 +244,8 @@ pub enum Action {
         providers: Option<Vec<usize>>,
         scopes_all: Vec<String>,
         scopes_any: Vec<String>,
+        /// Claims the caller's token must carry with exactly these values (403 otherwise).
+        claims: Vec<(String, Value)>,
         /// The `scope="…"` value of a 403: the required scopes, space-separated.
         challenge: String,
     },
@@ -240,6 +257,8 @@ pub struct Rule {
     /// Upper-case methods; empty = any.
     pub methods: Vec<String>,
     pub action: Action,
+    /// Write an audit line for every allowed call on this rule.
+    pub audit: bool,
 }
 
 /// The compiled configuration.
@@ -256,6 +275,9 @@ pub struct Config {
     pub log_claims: Vec<String>,
     /// Headers removed from every request before anything else (anti-spoofing).
     pub strip_headers: Vec<String>,
+    pub rate_limits: Vec<crate::ratelimit::Limit>,
+    /// Every claim some rule's `requires.claims` names (kept with a verified token).
+    pub rule_claims: Vec<String>,
 }
 
 /// A configuration error; the message starts with the field's path.
@@ -321,7 +343,9 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     .collect();
     for (name, rp) in raw.providers {
         let p = compile_provider(&name, rp, env, &mut sources)?;
-        if let Some(other) = providers.iter().find(|o: &&Provider| o.issuer == p.issuer) {
+        if let Some(other) = providers.iter().find(|o: &&Provider| {
+            p.statics.is_none() && o.statics.is_none() && o.issuer == p.issuer
+        }) {
             return err(
                 format!("providers.{name}.issuer"),
                 format!(
@@ -362,6 +386,17 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         );
     }
     let (log_allowed, log_claims) = raw.log.map(|l| (l.allowed, l.claims)).unwrap_or_default();
+    let rate_limits = crate::ratelimit::compile(raw.rate_limits)?;
+    let mut rule_claims: Vec<String> = Vec::new();
+    for r in &rules {
+        if let Action::Require { claims, .. } = &r.action {
+            for (c, _) in claims {
+                if !rule_claims.contains(c) {
+                    rule_claims.push(c.clone());
+                }
+            }
+        }
+    }
     Ok(Config {
         providers,
         rules,
@@ -372,6 +407,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         log_allowed,
         log_claims,
         strip_headers: strip,
+        rate_limits,
+        rule_claims,
     })
 }
 
@@ -382,9 +419,54 @@ fn compile_provider(
     sources: &mut Vec<TokenSource>,
 ) -> Result<Provider, ConfigError> {
     let at = |field: &str| format!("providers.{name}.{field}");
-    if rp.issuer.is_empty() {
-        return err(at("issuer"), "must not be empty");
+    if let Some(st) = rp.static_credentials {
+        let jwt_only = rp.issuer.is_some()
+            || rp.jwks.is_some()
+            || rp.remote_jwks.is_some()
+            || rp.hmac_secret_env.is_some()
+            || rp.from_headers.is_some()
+            || rp.algorithms.is_some()
+            || rp.typ.is_some()
+            || !rp.required_claims.is_empty()
+            || !rp.claim_to_headers.is_empty();
+        if jwt_only {
+            return err(
+                format!("providers.{name}"),
+                "a static_credentials provider takes no token settings (issuer, jwks, …)",
+            );
+        }
+        let statics = crate::statics::compile(name, st, env, is_header_name)?;
+        return Ok(Provider {
+            name: name.to_string(),
+            issuer: String::new(),
+            audiences: None,
+            keys: Vec::new(),
+            remote_jwks: None,
+            algorithms: Vec::new(),
+            sources: Vec::new(),
+            clock_skew: 0,
+            subject_claim: String::new(),
+            scope_claims: Vec::new(),
+            required_claims: Vec::new(),
+            max_lifetime: None,
+            forward_token: false,
+            claim_to_headers: Vec::new(),
+            typ: None,
+            statics: Some(statics),
+        });
     }
+    let Some(issuer) = rp.issuer.filter(|i| !i.is_empty()) else {
+        return err(
+            at("issuer"),
+            "is required and must not be empty (or use static_credentials)",
+        );
+    };
+    let typ = match rp.typ {
+        Some(t) if t.is_empty() || t.chars().any(char::is_control) => {
+            return err(at("typ"), "must be a media type such as at+jwt")
+        }
+        t => t,
+    };
     if let Some(auds) = &rp.audiences {
         if auds.is_empty() || auds.iter().any(|a| a.is_empty()) {
             return err(
@@ -580,7 +662,7 @@ fn compile_provider(
     }
     Ok(Provider {
         name: name.to_string(),
-        issuer: rp.issuer,
+        issuer,
         audiences: rp.audiences,
         keys,
         remote_jwks,
@@ -593,6 +675,8 @@ fn compile_provider(
         max_lifetime,
         forward_token: rp.forward_token.unwrap_or(true),
         claim_to_headers,
+        typ,
+        statics: None,
     })
 }
 
@@ -734,18 +818,29 @@ fn compile_rule(i: usize, rr: RawRule, providers: &[Provider]) -> Result<Rule, C
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(" ");
+            if req.claims.keys().any(|c| c.is_empty()) {
+                return err(at("requires.claims"), "claim names must not be empty");
+            }
             Action::Require {
                 providers,
                 scopes_all: req.scopes_all,
                 scopes_any: req.scopes_any,
+                claims: req.claims.into_iter().collect(),
                 challenge,
             }
         }
     };
+    if rr.audit && action == Action::Allow {
+        return err(
+            at("audit"),
+            "audits callers, so it needs requires (an allow rule has no caller)",
+        );
+    }
     Ok(Rule {
         path,
         methods,
         action,
+        audit: rr.audit,
     })
 }
 

@@ -214,7 +214,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
     let Some(rule) = config.rules.get(ri) else {
         return Decision::Deny(Denial::bare(Reason::NoMatchingRule, None));
     };
-    let (providers, scopes_all, scopes_any) = match &rule.action {
+    let (providers, scopes_all, scopes_any, required_claims) = match &rule.action {
         Action::Allow => {
             return Decision::Allow(Allowed {
                 rule: Some(ri),
@@ -227,83 +227,149 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             providers,
             scopes_all,
             scopes_any,
+            claims,
             ..
-        } => (providers, scopes_all, scopes_any),
+        } => (providers, scopes_all, scopes_any, claims),
     };
     let found = match extract(config, headers) {
-        Ok(Some(f)) => f,
-        Ok(None) => return Decision::Deny(Denial::bare(Reason::TokenMissing, Some(ri))),
+        Ok(f) => f,
         Err(reason) => return Decision::Deny(Denial::bare(reason, Some(ri))),
     };
-    let deny =
-        |reason: Reason, provider: Option<usize>, subject: Option<String>, hit: Option<bool>| {
-            Decision::Deny(Denial {
-                reason,
-                rule: Some(ri),
-                provider,
-                subject,
-                token_hash: Some(token_hash(found.token)),
-                cache_hit: hit,
-            })
-        };
-    if found.token.len() > config.max_token_bytes {
-        return deny(Reason::TokenTooLarge, None, None, None);
-    }
-    let (verified, hit) = match cache.get(found.token, now) {
-        Some(v) => (v, true),
-        None => match verify::verify_with_keys(config, keys, found.token, now, &mut ()) {
-            Ok(v) => {
-                let v = Rc::new(v);
-                let skew = config.providers.get(v.provider).map_or(0, |p| p.clock_skew);
-                cache.insert(found.token, v.exp.saturating_add(skew), Rc::clone(&v), now);
-                (v, false)
+    let credentials = static_credentials(config, headers);
+    let deny_with = |reason: Reason,
+                     provider: Option<usize>,
+                     subject: Option<String>,
+                     hit: Option<bool>,
+                     token_hash: Option<String>| {
+        Decision::Deny(Denial {
+            reason,
+            rule: Some(ri),
+            provider,
+            subject,
+            token_hash,
+            cache_hit: hit,
+        })
+    };
+    let (verified, hit, remove_header, hash) = match (found, credentials) {
+        (Some(_), Some(_)) => {
+            return Decision::Deny(Denial::bare(Reason::MultipleTokens, Some(ri)))
+        }
+        (None, None) => return Decision::Deny(Denial::bare(Reason::TokenMissing, Some(ri))),
+        (None, Some((pi, id, secret))) => {
+            let Some(provider) = config.providers.get(pi) else {
+                return Decision::Deny(Denial::bare(Reason::InvalidCredentials, Some(ri)));
+            };
+            // Static credentials only where a rule names their provider.
+            if !providers.as_ref().is_some_and(|list| list.contains(&pi)) {
+                return deny_with(Reason::ProviderNotAllowed, Some(pi), None, None, None);
             }
-            Err(f) => return deny(f.reason, f.provider, f.subject, Some(false)),
-        },
+            let checked = provider
+                .statics
+                .as_ref()
+                .zip(id.zip(secret))
+                .and_then(|(st, (id, secret))| st.check(id, secret));
+            let Some((id, scopes)) = checked else {
+                return deny_with(Reason::InvalidCredentials, Some(pi), None, None, None);
+            };
+            let identity = Verified {
+                provider: pi,
+                subject: id.to_string(),
+                scopes: scopes.to_vec(),
+                scopes_joined: scopes.join(" "),
+                claim_headers: Vec::new(),
+                log_claims: Vec::new(),
+                rule_claims: Vec::new(),
+                exp: i64::MAX,
+            };
+            let secret_header = provider.statics.as_ref().map(|s| s.secret_header.clone());
+            (Rc::new(identity), None, secret_header, None)
+        }
+        (Some(found), None) => {
+            let hash = Some(token_hash(found.token));
+            if found.token.len() > config.max_token_bytes {
+                return deny_with(Reason::TokenTooLarge, None, None, None, hash);
+            }
+            let (verified, hit) = match cache.get(found.token, now) {
+                Some(v) => (v, true),
+                None => match verify::verify_with_keys(config, keys, found.token, now, &mut ()) {
+                    Ok(v) => {
+                        let v = Rc::new(v);
+                        let skew = config.providers.get(v.provider).map_or(0, |p| p.clock_skew);
+                        cache.insert(found.token, v.exp.saturating_add(skew), Rc::clone(&v), now);
+                        (v, false)
+                    }
+                    Err(f) => return deny_with(f.reason, f.provider, f.subject, Some(false), hash),
+                },
+            };
+            let Some(provider) = config.providers.get(verified.provider) else {
+                return deny_with(Reason::IssuerMismatch, None, None, Some(hit), hash);
+            };
+            if !provider.sources.contains(&found.source) {
+                let who = Some(verified.subject.clone());
+                return deny_with(
+                    Reason::WrongTokenLocation,
+                    Some(verified.provider),
+                    who,
+                    Some(hit),
+                    hash,
+                );
+            }
+            let remove = if provider.forward_token {
+                None
+            } else {
+                config.sources.get(found.source).map(|s| s.header.clone())
+            };
+            (verified, Some(hit), remove, hash)
+        }
     };
-    let Some(provider) = config.providers.get(verified.provider) else {
-        return deny(Reason::IssuerMismatch, None, None, Some(hit));
-    };
-    let who = || Some(verified.subject.clone());
-    if !provider.sources.contains(&found.source) {
-        return deny(
-            Reason::WrongTokenLocation,
+    let deny = |reason: Reason| {
+        deny_with(
+            reason,
             Some(verified.provider),
-            who(),
-            Some(hit),
-        );
-    }
+            Some(verified.subject.clone()),
+            hit,
+            hash.clone(),
+        )
+    };
     if providers
         .as_ref()
         .is_some_and(|list| !list.contains(&verified.provider))
     {
-        return deny(
-            Reason::ProviderNotAllowed,
-            Some(verified.provider),
-            who(),
-            Some(hit),
-        );
+        return deny(Reason::ProviderNotAllowed);
+    }
+    let claims_ok = required_claims.iter().all(|(name, want)| {
+        verified
+            .rule_claims
+            .iter()
+            .any(|(n, v)| n == name && v == want)
+    });
+    if !claims_ok {
+        return deny(Reason::ClaimNotAllowed);
     }
     let all_ok = scopes_all.iter().all(|s| covers(&verified.scopes, s));
     let any_ok = scopes_any.is_empty() || scopes_any.iter().any(|s| covers(&verified.scopes, s));
     if !(all_ok && any_ok) {
-        return deny(
-            Reason::InsufficientScope,
-            Some(verified.provider),
-            who(),
-            Some(hit),
-        );
+        return deny(Reason::InsufficientScope);
     }
-    let remove_header = if provider.forward_token {
-        None
-    } else {
-        config.sources.get(found.source).map(|s| s.header.clone())
-    };
     Decision::Allow(Allowed {
         rule: Some(ri),
         identity: Some(verified),
         remove_header,
-        cache_hit: Some(hit),
+        cache_hit: hit,
+    })
+}
+
+/// Static credentials in the request: the first static-credentials provider whose id or
+/// secret header is present, with the id and secret (either may be missing).
+fn static_credentials<'h, K: AsRef<str>, V: AsRef<str>>(
+    config: &Config,
+    headers: &'h [(K, V)],
+) -> Option<(usize, Option<&'h str>, Option<&'h str>)> {
+    config.providers.iter().enumerate().find_map(|(pi, p)| {
+        let st = p.statics.as_ref()?;
+        let id = header(headers, &st.id_header);
+        let secret = header(headers, &st.secret_header);
+        (id.is_some() || secret.is_some()).then_some((pi, id, secret))
     })
 }
 

@@ -705,3 +705,132 @@ fn a_kid_missing_from_the_fetched_set_is_unknown() {
     let t = token(Fixture::Ec256, &claims(NOW));
     assert_eq!(decide_remote(&cfg, &store, &t), Err(Reason::UnknownKid));
 }
+
+fn with_config(edit: impl FnOnce(&mut serde_json::Value)) -> Config {
+    let mut v = fixtures::config_json();
+    edit(&mut v);
+    Config::from_json(v.to_string().as_bytes(), &fixtures::env).unwrap()
+}
+
+fn decide_headers(
+    cfg: &Config,
+    method: &str,
+    path: &str,
+    h: &[(&str, &str)],
+) -> Result<String, Reason> {
+    match decide(cfg, &mut TokenCache::new(0), &req(method, path, h), NOW) {
+        Decision::Allow(a) => Ok(a.identity.map(|i| i.subject.clone()).unwrap_or_default()),
+        Decision::Deny(d) => Err(d.reason),
+    }
+}
+
+#[test]
+fn a_rule_requiring_a_claim_refuses_a_validly_signed_user_token_with_403() {
+    let cfg = with_config(|v| {
+        v["rules"] = json!([{"match": {"prefix": "/tenant/"}, "requires": {"claims": {"type": "service", "is_service": true}}}]);
+    });
+    let service = token(
+        Fixture::Ec256,
+        &claims_with(NOW, json!({"type": "service", "is_service": true})),
+    );
+    let user = token(
+        Fixture::Ec256,
+        &claims_with(NOW, json!({"type": "user", "is_service": false})),
+    );
+    assert!(outcome(&cfg, "/tenant/7", &service).is_ok());
+    assert_eq!(
+        outcome(&cfg, "/tenant/7", &user),
+        Err(Reason::ClaimNotAllowed)
+    );
+    assert_eq!(Reason::ClaimNotAllowed.status(), 403);
+}
+
+#[test]
+fn a_provider_requiring_at_jwt_refuses_other_token_types() {
+    let cfg = with_config(|v| v["providers"]["internal"]["typ"] = json!("at+jwt"));
+    let mut h = serde_json::Map::new();
+    h.insert("kid".into(), "ec256".into());
+    let key = fixtures::signing_key(Fixture::Ec256);
+    h.insert("typ".into(), "at+jwt".into());
+    let at = crate::mint::sign(&key, Alg::ES256, &h, &claims(NOW)).unwrap();
+    h.insert("typ".into(), "application/AT+JWT".into());
+    let at_long = crate::mint::sign(&key, Alg::ES256, &h, &claims(NOW)).unwrap();
+    let plain = token(Fixture::Ec256, &claims(NOW));
+    assert!(outcome(&cfg, "/orders", &at).is_ok());
+    assert!(outcome(&cfg, "/orders", &at_long).is_ok());
+    assert_eq!(
+        outcome(&cfg, "/orders", &plain),
+        Err(Reason::WrongTokenType)
+    );
+}
+
+#[test]
+fn static_credentials_are_accepted_only_on_rules_naming_their_provider() {
+    let salt = b"salt-of-16-bytes";
+    let entry = format!(
+        "billing:{}:{}",
+        salt.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        crate::statics::hash_hex(salt, b"legacy-secret")
+    );
+    let mut v = fixtures::config_json();
+    v["providers"]["legacy"] = json!({"static_credentials": {"credentials_env": "LEGACY", "scopes": {"billing": ["auth:verify"]}}});
+    v["rules"] = json!([
+        {"match": {"prefix": "/auth/"}, "requires": {"providers": ["legacy", "internal"], "scopes_any": ["auth:verify"]}},
+        {"match": {"prefix": "/"}, "requires": {}}
+    ]);
+    let env = move |k: &str| {
+        if k == "LEGACY" {
+            Some(entry.clone())
+        } else {
+            fixtures::env(k)
+        }
+    };
+    let cfg = Config::from_json(v.to_string().as_bytes(), &env).unwrap();
+    let good = [
+        ("x-service-id", "billing"),
+        ("x-service-secret", "legacy-secret"),
+    ];
+    assert_eq!(
+        decide_headers(&cfg, "POST", "/auth/check", &good),
+        Ok("billing".into())
+    );
+    let Decision::Allow(a) = decide(
+        &cfg,
+        &mut TokenCache::new(0),
+        &req("POST", "/auth/check", &good),
+        NOW,
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        a.remove_header.as_deref(),
+        Some("x-service-secret"),
+        "the secret is never forwarded"
+    );
+    let bad = [("x-service-id", "billing"), ("x-service-secret", "guess")];
+    assert_eq!(
+        decide_headers(&cfg, "POST", "/auth/check", &bad),
+        Err(Reason::InvalidCredentials)
+    );
+    let no_secret = [("x-service-id", "billing")];
+    assert_eq!(
+        decide_headers(&cfg, "POST", "/auth/check", &no_secret),
+        Err(Reason::InvalidCredentials)
+    );
+    // Routes that do not name the static provider never accept its credentials.
+    assert_eq!(
+        decide_headers(&cfg, "GET", "/orders", &good),
+        Err(Reason::ProviderNotAllowed)
+    );
+    // A token and static credentials together are refused.
+    let t = bearer(&token(Fixture::Ec256, &claims(NOW)));
+    let both = [
+        ("x-service-id", "billing"),
+        ("x-service-secret", "legacy-secret"),
+        ("authorization", t.as_str()),
+    ];
+    assert_eq!(
+        decide_headers(&cfg, "POST", "/auth/check", &both),
+        Err(Reason::MultipleTokens)
+    );
+}

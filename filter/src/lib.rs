@@ -34,7 +34,9 @@ pub mod jwk;
 pub mod jws;
 pub mod keys;
 pub mod logline;
+pub mod ratelimit;
 pub mod reason;
+pub mod statics;
 pub mod verify;
 
 #[cfg(any(test, feature = "mint"))]
@@ -44,6 +46,8 @@ pub mod mint;
 
 #[cfg(test)]
 mod decide_tests;
+#[cfg(test)]
+mod props_tests;
 
 #[cfg(target_arch = "wasm32")]
 mod adapter;

@@ -48,6 +48,14 @@ pub enum Reason {
     NoMatchingRule,
     /// The provider has no usable keys (yet).
     KeysUnavailable,
+    /// The token's `typ` is not the provider's `typ` (e.g. RFC 9068 `at+jwt`).
+    WrongTokenType,
+    /// A claim the matched rule requires (`requires.claims`) is missing or different.
+    ClaimNotAllowed,
+    /// Static service credentials (`X-Service-ID` / `X-Service-Secret`) that do not match.
+    InvalidCredentials,
+    /// The caller exceeded its rate limit.
+    RateLimited,
 }
 
 /// The RFC 6750 error class of a reason.
@@ -61,11 +69,13 @@ pub enum ErrorClass {
     InvalidToken,
     /// 403 `insufficient_scope`.
     InsufficientScope,
+    /// 429, no challenge.
+    RateLimited,
 }
 
 impl Reason {
     /// Every reason, for stats declared once at start.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 25] = [
         Reason::TokenMissing,
         Reason::MultipleTokens,
         Reason::TokenTooLarge,
@@ -87,6 +97,10 @@ impl Reason {
         Reason::InsufficientScope,
         Reason::NoMatchingRule,
         Reason::KeysUnavailable,
+        Reason::WrongTokenType,
+        Reason::ClaimNotAllowed,
+        Reason::InvalidCredentials,
+        Reason::RateLimited,
     ];
 
     /// The stable reason code.
@@ -113,6 +127,10 @@ impl Reason {
             Reason::InsufficientScope => "insufficient_scope",
             Reason::NoMatchingRule => "no_matching_rule",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::WrongTokenType => "wrong_token_type",
+            Reason::ClaimNotAllowed => "claim_not_allowed",
+            Reason::InvalidCredentials => "invalid_credentials",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -140,6 +158,10 @@ impl Reason {
             Reason::InsufficientScope => "insufficient scope",
             Reason::NoMatchingRule => "no rule allows this route",
             Reason::KeysUnavailable => "signing keys unavailable",
+            Reason::WrongTokenType => "wrong token type",
+            Reason::ClaimNotAllowed => "caller not allowed on this route",
+            Reason::InvalidCredentials => "invalid service credentials",
+            Reason::RateLimited => "rate limit exceeded",
         }
     }
 
@@ -147,9 +169,11 @@ impl Reason {
         match self {
             Reason::TokenMissing => ErrorClass::NoToken,
             Reason::MultipleTokens => ErrorClass::InvalidRequest,
-            Reason::InsufficientScope | Reason::NoMatchingRule | Reason::ProviderNotAllowed => {
-                ErrorClass::InsufficientScope
-            }
+            Reason::InsufficientScope
+            | Reason::NoMatchingRule
+            | Reason::ProviderNotAllowed
+            | Reason::ClaimNotAllowed => ErrorClass::InsufficientScope,
+            Reason::RateLimited => ErrorClass::RateLimited,
             _ => ErrorClass::InvalidToken,
         }
     }
@@ -159,6 +183,7 @@ impl Reason {
             ErrorClass::NoToken | ErrorClass::InvalidToken => 401,
             ErrorClass::InvalidRequest => 400,
             ErrorClass::InsufficientScope => 403,
+            ErrorClass::RateLimited => 429,
         }
     }
 
@@ -169,6 +194,7 @@ impl Reason {
             ErrorClass::InvalidRequest => Some("invalid_request"),
             ErrorClass::InvalidToken => Some("invalid_token"),
             ErrorClass::InsufficientScope => Some("insufficient_scope"),
+            ErrorClass::RateLimited => None,
         }
     }
 }
@@ -194,7 +220,10 @@ pub fn www_authenticate(reason: Reason, required_scope: &str) -> String {
 
 /// The small JSON body of a local reply. Never contains the token.
 pub fn body(reason: Reason, request_id: &str) -> String {
-    let err = reason.error().unwrap_or("unauthorized");
+    let err = match reason.class() {
+        ErrorClass::RateLimited => "rate_limited",
+        _ => reason.error().unwrap_or("unauthorized"),
+    };
     serde_json::json!({
         "error": err,
         "error_description": reason.description(),
@@ -233,6 +262,13 @@ mod tests {
             www_authenticate(Reason::InsufficientScope, "orders:read orders:write"),
             r#"Bearer realm="svcauth", error="insufficient_scope", error_description="insufficient scope", scope="orders:read orders:write""#
         );
+    }
+
+    #[test]
+    fn a_rate_limited_caller_gets_429_without_a_challenge_error() {
+        assert_eq!(Reason::RateLimited.status(), 429);
+        assert_eq!(Reason::RateLimited.error(), None);
+        assert!(body(Reason::RateLimited, "r").contains("\"error\":\"rate_limited\""));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Verified {
     pub claim_headers: Vec<(String, String)>,
     /// `(claim, value)` of the config's `log.claims`, for audit lines.
     pub log_claims: Vec<(String, String)>,
+    /// `(claim, value)` of the claims rules require (`Config::rule_claims`) that are present.
+    pub rule_claims: Vec<(String, Value)>,
     /// The `exp` claim.
     pub exp: i64,
 }
@@ -133,7 +135,7 @@ pub fn verify_with_keys<E: Explain>(
         .providers
         .iter()
         .enumerate()
-        .find(|(_, p)| p.issuer == iss)
+        .find(|(_, p)| p.statics.is_none() && p.issuer == iss)
     else {
         return Err(Reason::IssuerMismatch.into());
     };
@@ -160,11 +162,17 @@ pub fn verify_with_keys<E: Explain>(
         return Err(fail(Reason::AlgNotAllowed));
     }
     ex.pass("algorithm", || format!("{} is allowed", parsed.alg.name()));
+    if let Some(want) = &provider.typ {
+        if !typ_matches(parsed.typ.as_deref(), want) {
+            return Err(fail(Reason::WrongTokenType));
+        }
+        ex.pass("type", || format!("typ is {want}"));
+    }
     let exp = check_time(provider, &claims, now).map_err(fail)?;
     ex.pass("lifetime", || {
         format!(
             "exp {exp} is {}s from now {now} (skew {}s)",
-            exp - now,
+            exp.saturating_sub(now),
             provider.clock_skew
         )
     });
@@ -228,7 +236,13 @@ pub fn verify_with_keys<E: Explain>(
         .iter()
         .filter_map(|c| claims.get(c).and_then(primitive).map(|v| (c.clone(), v)))
         .collect();
+    let rule_claims = config
+        .rule_claims
+        .iter()
+        .filter_map(|c| claims.get(c).map(|v| (c.clone(), v.clone())))
+        .collect();
     Ok(Verified {
+        rule_claims,
         provider: pi,
         subject,
         scopes_joined: scopes.join(" "),
@@ -237,6 +251,19 @@ pub fn verify_with_keys<E: Explain>(
         log_claims,
         exp,
     })
+}
+
+/// RFC 8725 §3.11 / RFC 9068 §4: `typ` compared case-insensitively, `application/` optional.
+fn typ_matches(got: Option<&str>, want: &str) -> bool {
+    let norm = |t: &str| {
+        let t = t.trim();
+        let lower = t.to_ascii_lowercase();
+        lower
+            .strip_prefix("application/")
+            .map(str::to_string)
+            .unwrap_or(lower)
+    };
+    got.is_some_and(|g| norm(g) == norm(want))
 }
 
 /// `exp` (required), `nbf`, `iat` and the maximum lifetime. Returns `exp`.

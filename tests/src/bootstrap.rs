@@ -24,6 +24,9 @@ pub struct Opts {
     pub route_extra: Option<String>,
     /// The wasm filter's `fail_open`. Default false (fail closed).
     pub fail_open: bool,
+    /// Runtime keys, as a static `layered_runtime` layer (e.g. the OpenTelemetry tracer's
+    /// `tracing.opentelemetry.min_flush_spans`).
+    pub runtime: BTreeMap<String, String>,
 }
 
 impl Opts {
@@ -38,6 +41,7 @@ impl Opts {
             hcm_extra: None,
             route_extra: None,
             fail_open: false,
+            runtime: BTreeMap::new(),
         }
     }
 
@@ -89,6 +93,12 @@ impl Opts {
         self
     }
 
+    /// Sets a runtime key (`value` is a YAML scalar, e.g. `1`).
+    pub fn runtime(mut self, key: &str, value: &str) -> Self {
+        self.runtime.insert(key.to_string(), value.to_string());
+        self
+    }
+
     /// Sets the wasm filter's `fail_open`.
     pub fn fail_open(mut self, yes: bool) -> Self {
         self.fail_open = yes;
@@ -110,6 +120,15 @@ pub fn bootstrap(plugin_config_json: &str, opts: &Opts) -> String {
         w,
         "  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}"
     );
+    if !opts.runtime.is_empty() {
+        let _ = writeln!(w, "layered_runtime:");
+        let _ = writeln!(w, "  layers:");
+        let _ = writeln!(w, "  - name: static");
+        let _ = writeln!(w, "    static_layer:");
+        for (k, v) in &opts.runtime {
+            let _ = writeln!(w, "      {}: {v}", yaml_str(k));
+        }
+    }
     let _ = writeln!(w, "static_resources:");
     let _ = writeln!(w, "  listeners:");
     let _ = writeln!(w, "  - name: {LISTENER}");

@@ -1,4 +1,5 @@
-//! A raw HTTP/1.1 client: one fresh connection per request, `Connection: close`, read to EOF.
+//! A raw HTTP/1.1 client: one fresh connection per request, `Connection: close`, read until the
+//! response is complete (`http_raw`: until EOF, as the bytes may hold pipelined requests).
 //! Raw on purpose, so tests can send duplicate headers, odd casing and odd bytes.
 
 use std::io::{Read, Write};
@@ -75,7 +76,7 @@ pub fn http_body(
     }
     req.extend_from_slice(b"Connection: close\r\n\r\n");
     req.extend_from_slice(body);
-    http_raw(port, &req)
+    exchange(port, &req, true).unwrap_or_else(|e| panic!("HTTP to 127.0.0.1:{port}: {e}"))
 }
 
 /// Writes `request` bytes as they are, reads the response until EOF and parses it.
@@ -87,11 +88,18 @@ pub fn http_raw(port: u16, request: &[u8]) -> Response {
 /// [`http`] that returns connection errors and malformed responses instead of panicking.
 pub fn try_http(port: u16, method: &str, path: &str) -> Result<Response, String> {
     let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    try_http_raw(port, req.as_bytes())
+    exchange(port, req.as_bytes(), true)
 }
 
 /// [`http_raw`] that returns connection errors and malformed responses instead of panicking.
 pub fn try_http_raw(port: u16, request: &[u8]) -> Result<Response, String> {
+    exchange(port, request, false)
+}
+
+/// Writes `request`, reads and parses the (first) response. `until_complete`: stop reading as
+/// soon as the response is complete (one request of ours); otherwise read until EOF (raw bytes
+/// may hold pipelined requests whose handling the caller wants finished).
+fn exchange(port: u16, request: &[u8], until_complete: bool) -> Result<Response, String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream =
         TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
@@ -104,11 +112,28 @@ pub fn try_http_raw(port: u16, request: &[u8]) -> Result<Response, String> {
     stream
         .write_all(request)
         .map_err(|e| format!("write: {e}"))?;
+    // Not waiting for EOF matters: after a local reply Envoy keeps the connection open for its
+    // `delayed_close_timeout` (1 s), waiting for the client to close first.
+    let head_only = request.starts_with(b"HEAD ");
     let mut raw = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut raw) {
-        // A reset after a complete response (e.g. a local reply that closed early) is fine.
-        if raw.is_empty() {
-            return Err(format!("read: {e}"));
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&chunk[..n]);
+                if until_complete && response_complete(&raw, head_only) {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // A reset after a complete response (e.g. a local reply that closed early) is fine.
+                if raw.is_empty() {
+                    return Err(format!("read: {e}"));
+                }
+                break;
+            }
         }
     }
     parse_response(&raw).map_err(|e| {
@@ -117,6 +142,49 @@ pub fn try_http_raw(port: u16, request: &[u8]) -> Result<Response, String> {
             String::from_utf8_lossy(&raw)
         )
     })
+}
+
+/// Whether `raw` holds a whole response: its head, and a body complete by chunked encoding or
+/// Content-Length (none for `HEAD`, 1xx, 204 and 304). A body delimited by EOF is never complete.
+fn response_complete(raw: &[u8], head_only: bool) -> bool {
+    let Some(end) = find(raw, b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse::<u16>().ok());
+    let Some(status) = status else {
+        return false;
+    };
+    if status < 200 {
+        // An interim response (100 Continue): the real one follows.
+        return false;
+    }
+    if head_only || status == 204 || status == 304 {
+        return true;
+    }
+    let Ok(headers) = parse_headers(lines) else {
+        return false;
+    };
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let rest = &raw[end + 4..];
+    if get("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
+        dechunk(rest).is_ok()
+    } else if let Some(len) = get("content-length") {
+        len.trim()
+            .parse::<usize>()
+            .is_ok_and(|len| rest.len() >= len)
+    } else {
+        false
+    }
 }
 
 /// Parses one HTTP/1.x response (status line, headers, body by chunked/Content-Length/EOF).

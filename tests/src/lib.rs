@@ -29,12 +29,14 @@
 mod bootstrap;
 mod client;
 mod envoy;
+pub mod otlp;
 mod paths;
 mod server;
 
 pub use bootstrap::{bootstrap, indent, yaml_str, Opts};
 pub use client::{http, http_body, http_raw, try_http, try_http_raw, Response};
 pub use envoy::{tail, Envoy, RunDir};
+pub use otlp::{OtlpReceiver, SpanRecord};
 pub use paths::{envoy_bin, repo_root, wasm_path};
 pub use server::{EchoUpstream, HttpServer, Reply, Request};
 

@@ -16,6 +16,7 @@ use crate::config::{
 use crate::decide::{self, Decision, Denial};
 use crate::keys::KeyStore;
 use crate::logline::{self, RequestFacts};
+use crate::ratelimit::{self, Bucket};
 use crate::reason::{self, Reason};
 
 pub struct Http {
@@ -296,6 +297,20 @@ fn apply(
     let mut audit = None;
     match decision {
         Decision::Allow(a) => {
+            if let Some(id) = &a.identity {
+                if let Some(retry) = rate_limited(shared, id) {
+                    let d = Denial {
+                        reason: Reason::RateLimited,
+                        rule: a.rule,
+                        provider: Some(id.provider),
+                        subject: Some(id.subject.clone()),
+                        token_hash: None,
+                        cache_hit: a.cache_hit,
+                    };
+                    shared.metrics.cache(a.cache_hit);
+                    return (deny_retry(shared, headers, &d, Some(retry)), None);
+                }
+            }
             add_traceparent(headers);
             shared.metrics.cache(a.cache_hit);
             super::metrics::Metrics::inc(shared.metrics.allowed);
@@ -311,7 +326,11 @@ fn apply(
                     if let Some(p) = config.providers.get(id.provider) {
                         set(TAG_PROVIDER, &p.name);
                     }
-                    if config.log_allowed {
+                    let rule_audit = a
+                        .rule
+                        .and_then(|r| config.rules.get(r))
+                        .is_some_and(|r| r.audit);
+                    if config.log_allowed || rule_audit {
                         let facts = RequestFacts::from_headers(headers);
                         audit = Some(logline::allowed_value(config, id, a.rule, &facts));
                     }
@@ -331,6 +350,42 @@ fn apply(
 }
 
 fn deny(shared: &Shared, headers: &[(String, String)], d: &Denial) -> Action {
+    deny_retry(shared, headers, d, None)
+}
+
+/// Takes one request from the caller's token bucket (shared by every worker VM through shared
+/// data, updated with compare-and-swap). `Some(seconds)` to wait when the bucket is empty.
+fn rate_limited(shared: &Shared, id: &crate::verify::Verified) -> Option<u64> {
+    let limit = ratelimit::limit_for(&shared.config.rate_limits, &id.subject)?;
+    let now_ms = super::now_millis()?;
+    let provider = shared
+        .config
+        .providers
+        .get(id.provider)
+        .map_or("", |p| p.name.as_str());
+    let key = format!("svcauth.rl.{provider}.{}", id.subject);
+    for _ in 0..8 {
+        let (data, cas) = hostcalls::get_shared_data(&key).ok()?;
+        let prev = data.as_deref().and_then(Bucket::decode);
+        let (next, verdict) = match ratelimit::take(prev, limit, now_ms) {
+            Ok(b) => (b, None),
+            Err((b, retry)) => (b, Some(retry)),
+        };
+        match hostcalls::set_shared_data(&key, Some(next.encode().as_bytes()), cas) {
+            Ok(()) => return verdict,
+            Err(_) => continue, // another worker updated the bucket: read it again
+        }
+    }
+    // Contended beyond reason: count the request against nothing rather than fail the call.
+    None
+}
+
+fn deny_retry(
+    shared: &Shared,
+    headers: &[(String, String)],
+    d: &Denial,
+    retry_after: Option<u64>,
+) -> Action {
     let config = &shared.config;
     shared.metrics.denied_for(d.reason);
     set(TAG_DECISION, "deny");
@@ -345,15 +400,16 @@ fn deny(shared: &Shared, headers: &[(String, String)], d: &Denial) -> Action {
     log(LogLevel::Info, &logline::denial(config, d, &facts));
     let challenge = reason::www_authenticate(d.reason, decide::challenge(config, d.rule));
     let body = reason::body(d.reason, facts.request_id);
-    let _ = hostcalls::send_http_response(
-        d.reason.status(),
-        vec![
-            ("www-authenticate", challenge.as_str()),
-            ("content-type", "application/json"),
-            ("cache-control", "no-store"),
-            ("x-svcauth-reason", d.reason.code()),
-        ],
-        Some(body.as_bytes()),
-    );
+    let retry = retry_after.map(|r| r.to_string());
+    let mut reply = vec![
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+        ("x-svcauth-reason", d.reason.code()),
+    ];
+    match &retry {
+        Some(r) => reply.push(("retry-after", r.as_str())),
+        None => reply.push(("www-authenticate", challenge.as_str())),
+    }
+    let _ = hostcalls::send_http_response(d.reason.status(), reply, Some(body.as_bytes()));
     Action::Pause
 }

@@ -23,6 +23,12 @@ fn log(level: LogLevel, message: &str) {
 /// The host clock in whole seconds since the epoch (0 if the host cannot tell, which makes
 /// every token with an `exp` look valid for nobody: `exp` checks still run against 0 and
 /// `nbf`/`iat` checks fail closed only if set, so this is logged loudly).
+fn now_millis() -> Option<i64> {
+    let t = proxy_wasm::hostcalls::get_current_time().ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
 fn now_seconds() -> Option<i64> {
     let t = proxy_wasm::hostcalls::get_current_time().ok()?;
     let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
