@@ -52,7 +52,8 @@ fn free_port() -> u16 {
 /// Envoy whose listener (svcauth before the router) comes from a watched LDS file.
 struct Lds {
     envoy: Envoy,
-    upstream: EchoUpstream,
+    /// Kept running for the listener's route.
+    _upstream: EchoUpstream,
     /// The directory Envoy watches, and the file in it.
     dir: RunDir,
     opts: Opts,
@@ -86,11 +87,12 @@ impl Lds {
         // Written before Envoy starts: the first listener is part of its initialization.
         let mut version = 0;
         write_listener(&dir, &opts, port, &mut version, plugin);
-        let envoy = Envoy::start(&boot.to_string());
+        // Two workers: calls through a swap land on both.
+        let envoy = Envoy::start_with(&boot.to_string(), 2);
         assert_eq!(envoy.port(), port, "the LDS listener is up");
         Lds {
             envoy,
-            upstream,
+            _upstream: upstream,
             dir,
             opts,
             port,
@@ -342,5 +344,4 @@ fn a_valid_plugin_config_pushed_over_lds_takes_effect_without_a_failed_call() {
     assert_eq!(outcome(&lds.get("/health", None)), "200");
     assert_eq!(lds.stat("listener_manager.lds.update_rejected"), 0);
     assert_eq!(lds.envoy.admin("/ready").status, 200);
-    let _ = &lds.upstream;
 }

@@ -523,6 +523,7 @@ fn compile_provider(
             keys.push(Key {
                 kid: None,
                 alg: None,
+                spki_der: Vec::new(),
                 material: KeyMaterial::Hmac(secret.into_bytes()),
             });
         }

@@ -36,6 +36,9 @@ pub struct Key {
     pub kid: Option<String>,
     pub alg: Option<Alg>,
     pub material: KeyMaterial,
+    /// The public key as DER SubjectPublicKeyInfo (RSA and EC keys), computed once, for a host
+    /// that verifies signatures natively; empty for other keys.
+    pub spki_der: Vec<u8>,
 }
 
 impl Key {
@@ -170,15 +173,50 @@ fn parse_key(raw: RawKey) -> Result<Key, String> {
         }
         (kty, crv) => return Err(format!("unsupported key type {kty:?} / curve {crv:?}")),
     };
+    let spki_der = spki_der(&material);
     let key = Key {
         kid: raw.kid,
         alg,
         material,
+        spki_der,
     };
     if key.algs().is_empty() {
         return Err("its alg does not fit its key type".into());
     }
     Ok(key)
+}
+
+/// DER SubjectPublicKeyInfo prefixes of uncompressed P-256 and P-384 points (RFC 5480).
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+const P384_SPKI_PREFIX: [u8; 23] = [
+    0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
+    0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
+];
+
+/// The SubjectPublicKeyInfo DER of an RSA or EC key; empty for others.
+fn spki_der(m: &KeyMaterial) -> Vec<u8> {
+    match m {
+        KeyMaterial::Rsa(k) => {
+            use rsa::pkcs8::EncodePublicKey as _;
+            k.to_public_key_der()
+                .map(|d| d.into_vec())
+                .unwrap_or_default()
+        }
+        KeyMaterial::P256(k) => {
+            let mut v = P256_SPKI_PREFIX.to_vec();
+            v.extend_from_slice(k.to_encoded_point(false).as_bytes());
+            v
+        }
+        KeyMaterial::P384(k) => {
+            let mut v = P384_SPKI_PREFIX.to_vec();
+            v.extend_from_slice(k.to_encoded_point(false).as_bytes());
+            v
+        }
+        KeyMaterial::Hmac(_) | KeyMaterial::Ed25519(_) => Vec::new(),
+    }
 }
 
 fn field(v: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
@@ -257,6 +295,31 @@ mod tests {
         assert_eq!(set.skipped.len(), 4, "{:?}", set.skipped);
         assert!(set.skipped[0].contains("oct"));
         assert!(set.skipped[1].contains("bits"));
+    }
+
+    #[test]
+    fn rsa_and_ec_keys_carry_their_spki_der_for_the_host() {
+        use rsa::pkcs8::DecodePublicKey as _;
+        let set = parse_set(&fixtures::jwks_json()).unwrap();
+        for k in &set.keys {
+            match &k.material {
+                KeyMaterial::Rsa(r) => {
+                    assert_eq!(
+                        &rsa::RsaPublicKey::from_public_key_der(&k.spki_der).unwrap(),
+                        r
+                    )
+                }
+                KeyMaterial::P256(p) => assert_eq!(
+                    &p256::ecdsa::VerifyingKey::from_public_key_der(&k.spki_der).unwrap(),
+                    p
+                ),
+                KeyMaterial::P384(p) => assert_eq!(
+                    &p384::ecdsa::VerifyingKey::from_public_key_der(&k.spki_der).unwrap(),
+                    p
+                ),
+                _ => assert!(k.spki_der.is_empty()),
+            }
+        }
     }
 
     #[test]
