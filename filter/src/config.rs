@@ -42,6 +42,8 @@ struct RawConfig {
     log: Option<RawLog>,
     #[serde(default)]
     rate_limits: Vec<crate::ratelimit::RawLimit>,
+    #[serde(default)]
+    host_crypto: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,6 +278,9 @@ pub struct Config {
     /// Headers removed from every request before anything else (anti-spoofing).
     pub strip_headers: Vec<String>,
     pub rate_limits: Vec<crate::ratelimit::Limit>,
+    /// Verify RS256/384/512 and ES256/384 signatures with the host's native crypto (Envoy's
+    /// `verify_signature` foreign function) when it has it.
+    pub host_crypto: bool,
     /// Every claim some rule's `requires.claims` names (kept with a verified token).
     pub rule_claims: Vec<String>,
 }
@@ -409,6 +414,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         strip_headers: strip,
         rate_limits,
         rule_claims,
+        host_crypto: raw.host_crypto.unwrap_or(true),
     })
 }
 

@@ -183,13 +183,21 @@ pub fn decide<K: AsRef<str>, V: AsRef<str>>(
     headers: &[(K, V)],
     now: i64,
 ) -> Decision {
-    decide_with_keys(config, &KeyStore::default(), cache, headers, now)
+    decide_with_keys(
+        config,
+        &KeyStore::default(),
+        &crate::jws::RustCrypto,
+        cache,
+        headers,
+        now,
+    )
 }
 
 /// [`decide`] with the fetched keys of providers that use `remote_jwks`.
 pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
     config: &Config,
     keys: &KeyStore,
+    crypto: &dyn crate::jws::Verifier,
     cache: &mut TokenCache,
     headers: &[(K, V)],
     now: i64,
@@ -291,15 +299,25 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             }
             let (verified, hit) = match cache.get(found.token, now) {
                 Some(v) => (v, true),
-                None => match verify::verify_with_keys(config, keys, found.token, now, &mut ()) {
-                    Ok(v) => {
-                        let v = Rc::new(v);
-                        let skew = config.providers.get(v.provider).map_or(0, |p| p.clock_skew);
-                        cache.insert(found.token, v.exp.saturating_add(skew), Rc::clone(&v), now);
-                        (v, false)
+                None => {
+                    match verify::verify_with_keys(config, keys, crypto, found.token, now, &mut ())
+                    {
+                        Ok(v) => {
+                            let v = Rc::new(v);
+                            let skew = config.providers.get(v.provider).map_or(0, |p| p.clock_skew);
+                            cache.insert(
+                                found.token,
+                                v.exp.saturating_add(skew),
+                                Rc::clone(&v),
+                                now,
+                            );
+                            (v, false)
+                        }
+                        Err(f) => {
+                            return deny_with(f.reason, f.provider, f.subject, Some(false), hash)
+                        }
                     }
-                    Err(f) => return deny_with(f.reason, f.provider, f.subject, Some(false), hash),
-                },
+                }
             };
             let Some(provider) = config.providers.get(verified.provider) else {
                 return deny_with(Reason::IssuerMismatch, None, None, Some(hit), hash);

@@ -658,7 +658,14 @@ fn remote_config() -> Config {
 fn decide_remote(cfg: &Config, store: &crate::keys::KeyStore, t: &str) -> Result<(), Reason> {
     let auth = bearer(t);
     let h = req("GET", "/orders", &[("authorization", auth.as_str())]);
-    match crate::decide::decide_with_keys(cfg, store, &mut TokenCache::new(0), &h, NOW) {
+    match crate::decide::decide_with_keys(
+        cfg,
+        store,
+        &crate::jws::RustCrypto,
+        &mut TokenCache::new(0),
+        &h,
+        NOW,
+    ) {
         Decision::Allow(_) => Ok(()),
         Decision::Deny(d) => Err(d.reason),
     }

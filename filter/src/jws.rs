@@ -163,6 +163,21 @@ fn b64(segment: &str) -> Result<Vec<u8>, Reason> {
         .map_err(|_| Reason::TokenMalformed)
 }
 
+/// Checks a signature with a key: the pure-Rust [`RustCrypto`], or (in the adapter) the host's
+/// native crypto for the algorithms it supports.
+pub trait Verifier {
+    fn verify(&self, parsed: &Parsed<'_>, key: &Key) -> bool;
+}
+
+/// Signature verification inside the wasm VM (RustCrypto crates).
+pub struct RustCrypto;
+
+impl Verifier for RustCrypto {
+    fn verify(&self, parsed: &Parsed<'_>, key: &Key) -> bool {
+        verify_with(parsed, key)
+    }
+}
+
 /// Verifies `parsed` with `key`. `false` when the key's family does not fit the algorithm.
 pub fn verify_with(parsed: &Parsed<'_>, key: &Key) -> bool {
     let msg = parsed.signing_input.as_bytes();

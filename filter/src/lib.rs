@@ -30,6 +30,7 @@
 pub mod cache;
 pub mod config;
 pub mod decide;
+pub mod hostcrypto;
 pub mod jwk;
 pub mod jws;
 pub mod keys;

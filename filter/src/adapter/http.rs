@@ -235,10 +235,22 @@ fn decide_now(shared: &Shared, headers: &[(String, String)], now: i64) -> Decisi
     let empty = KeyStore::default();
     let keys = keys.as_deref().unwrap_or(&empty);
     match shared.cache.try_borrow_mut() {
-        Ok(mut cache) => decide::decide_with_keys(&shared.config, keys, &mut cache, headers, now),
-        Err(_) => {
-            decide::decide_with_keys(&shared.config, keys, &mut TokenCache::new(0), headers, now)
-        }
+        Ok(mut cache) => decide::decide_with_keys(
+            &shared.config,
+            keys,
+            &shared.crypto,
+            &mut cache,
+            headers,
+            now,
+        ),
+        Err(_) => decide::decide_with_keys(
+            &shared.config,
+            keys,
+            &shared.crypto,
+            &mut TokenCache::new(0),
+            headers,
+            now,
+        ),
     }
 }
 

@@ -12,6 +12,9 @@ pub struct Metrics {
     per_reason: Vec<(Reason, Option<u32>)>,
     pub cache_hit: Option<u32>,
     pub cache_miss: Option<u32>,
+    /// Signatures verified by the host's native crypto / inside the wasm VM.
+    pub signature_host: Option<u32>,
+    pub signature_wasm: Option<u32>,
     jwks_fetch_success: Option<u32>,
     jwks_fetch_failed: Option<u32>,
     /// Per provider (index-aligned): a gauge of the fetched keys' age, for remote providers.
@@ -33,6 +36,8 @@ impl Metrics {
                 .collect(),
             cache_hit: counter("svcauth.cache_hit"),
             cache_miss: counter("svcauth.cache_miss"),
+            signature_host: counter("svcauth.signature_host"),
+            signature_wasm: counter("svcauth.signature_wasm"),
             jwks_fetch_success: counter("svcauth.jwks_fetch_success"),
             jwks_fetch_failed: counter("svcauth.jwks_fetch_failed"),
             jwks_age: config

@@ -2,6 +2,7 @@
 //! compiles the config and owns what request contexts share; the HTTP context hands headers to
 //! [`crate::decide::decide`] and applies the decision.
 
+mod crypto;
 mod http;
 mod jwks;
 mod metrics;

@@ -40,6 +40,8 @@ pub struct Shared {
     pub waiting: RefCell<Vec<Waiter>>,
     /// Identifies this VM in shared-data leases.
     pub nonce: u64,
+    /// Signature verification (host-native where possible).
+    pub crypto: super::crypto::HostCrypto,
 }
 
 /// How often the root context looks at remote key sets.
@@ -118,9 +120,11 @@ impl RootContext for Root {
                 config.rules.len()
             ),
         );
+        let metrics = Metrics::define(&config);
         let shared = Rc::new(Shared {
             cache: RefCell::new(TokenCache::new(config.cache_max_entries)),
-            metrics: Metrics::define(&config),
+            crypto: super::crypto::HostCrypto::new(config.host_crypto, &metrics),
+            metrics,
             keys: RefCell::new(KeyStore::new(config.providers.len())),
             remote: RefCell::new(remote),
             waiting: RefCell::new(Vec::new()),

@@ -1,0 +1,136 @@
+//! Host-native signature verification (Envoy's `verify_signature` foreign function) and the
+//! pure-Rust path inside the wasm VM give the same decisions, token for token, in a real Envoy.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{json, Map};
+use svcauth_filter::fixtures::{self, claims, token_alg, Fixture};
+use svcauth_filter::jws::Alg;
+use svcauth_filter::mint::sign;
+use svcauth_tests::{http, EchoUpstream, Envoy, Opts};
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Replaces the signature of `t` with `f(signature bytes)`.
+fn resign(t: &str, f: impl Fn(&mut Vec<u8>)) -> String {
+    let (head, sig) = t.rsplit_once('.').unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    f(&mut bytes);
+    format!("{head}.{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn tokens() -> Vec<(&'static str, String)> {
+    let c = claims(now());
+    let mut out = Vec::new();
+    for (name, f, alg) in [
+        ("RS256", Fixture::RsaA, Alg::RS256),
+        ("RS384", Fixture::RsaA, Alg::RS384),
+        ("RS512", Fixture::RsaA, Alg::RS512),
+        ("RS256 alg-pinned key", Fixture::RsaB, Alg::RS256),
+        ("ES256", Fixture::Ec256, Alg::ES256),
+        ("ES384", Fixture::Ec384, Alg::ES384),
+        ("PS256 (wasm path)", Fixture::RsaA, Alg::PS256),
+        ("EdDSA (wasm path)", Fixture::Ed25519, Alg::EdDSA),
+    ] {
+        let good = token_alg(f, alg, &c);
+        out.push((name, good.clone()));
+        out.push((name, resign(&good, |s| s[5] ^= 0x01)));
+        out.push((
+            name,
+            resign(&good, |s| {
+                s.pop();
+            }),
+        ));
+        out.push((name, resign(&good, |s| s.iter_mut().for_each(|b| *b = 0))));
+        out.push((
+            name,
+            resign(&good, |s| s.iter_mut().for_each(|b| *b = 0xff)),
+        ));
+    }
+    // Signed by another key under the right kid; an ES256 signature for the P-384 key's kid.
+    let mut h = Map::new();
+    h.insert("kid".into(), "rsa-a".into());
+    out.push((
+        "wrong RSA key",
+        sign(&fixtures::signing_key(Fixture::RsaB), Alg::RS256, &h, &c).unwrap(),
+    ));
+    h.insert("kid".into(), "ec384".into());
+    out.push((
+        "ES256 for a P-384 kid",
+        sign(&fixtures::signing_key(Fixture::Ec256), Alg::ES256, &h, &c).unwrap(),
+    ));
+    // An ECDSA signature with r = 0 and s = 0, and one with a high bit everywhere.
+    out.push((
+        "ES256 r=s=0",
+        resign(&token_alg(Fixture::Ec256, Alg::ES256, &c), |s| {
+            s.iter_mut().for_each(|b| *b = 0)
+        }),
+    ));
+    out
+}
+
+fn outcomes(host_crypto: bool, tokens: &[(&str, String)]) -> (Vec<(u16, String)>, Envoy) {
+    let upstream = EchoUpstream::start();
+    let mut cfg = fixtures::config_json();
+    cfg["host_crypto"] = json!(host_crypto);
+    cfg["cache"] = json!({"max_entries": 0});
+    let opts = Opts::new(upstream.port()).env(fixtures::HMAC_ENV, fixtures::HMAC_SECRET);
+    let envoy = Envoy::start_plugin(&cfg.to_string(), &opts);
+    let results = tokens
+        .iter()
+        .map(|(_, t)| {
+            let r = http(
+                envoy.port(),
+                "GET",
+                "/orders",
+                &[("authorization", &format!("Bearer {t}"))],
+            );
+            let reason = r.json()["reason"].as_str().unwrap_or("allow").to_string();
+            (r.status, reason)
+        })
+        .collect();
+    (results, envoy)
+}
+
+#[test]
+fn host_native_and_wasm_signature_checks_decide_every_token_alike() {
+    let table = tokens();
+    let (host, host_envoy) = outcomes(true, &table);
+    let (wasm, wasm_envoy) = outcomes(false, &table);
+    for (((name, _), h), w) in table.iter().zip(&host).zip(&wasm) {
+        assert_eq!(h, w, "{name}: host {h:?} vs wasm {w:?}");
+    }
+    let allowed = host.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(
+        allowed, 8,
+        "each algorithm's untouched token, and nothing else: {host:?}"
+    );
+    let refused = |r: &str| r == "bad_signature" || r == "unknown_kid";
+    assert!(
+        host.iter()
+            .all(|(s, r)| *s == 200 || (*s == 401 && refused(r))),
+        "{host:?}"
+    );
+    // The host really verified the RS/ES signatures; with host_crypto off it never did.
+    let host_verified = host_envoy
+        .stat("wasmcustom.svcauth.signature_host")
+        .unwrap_or(0);
+    assert!(host_verified >= 30, "host verified {host_verified}");
+    assert_eq!(
+        wasm_envoy.stat("wasmcustom.svcauth.signature_host"),
+        Some(0)
+    );
+    assert!(
+        wasm_envoy
+            .stat("wasmcustom.svcauth.signature_wasm")
+            .unwrap_or(0)
+            >= 40
+    );
+}
