@@ -23,6 +23,8 @@ pub struct TokenCache {
     max_entries: usize,
     map: HashMap<u64, Entry>,
     hasher: std::collections::hash_map::RandomState,
+    last_sweep: i64,
+    rand: u64,
 }
 
 impl TokenCache {
@@ -32,13 +34,30 @@ impl TokenCache {
             max_entries,
             map: HashMap::with_capacity(max_entries.min(1024)),
             hasher: std::collections::hash_map::RandomState::new(),
+            last_sweep: i64::MIN,
+            rand: 0x9e37_79b9_7f4a_7c15,
         }
     }
 
+    /// Hashes the token's length and last 32 bytes (the signature's end: high entropy, and a
+    /// hit is confirmed by a full compare anyway), so a lookup costs the same for any size.
     fn key(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        let tail = bytes.get(bytes.len().saturating_sub(32)..).unwrap_or(bytes);
         let mut h = self.hasher.build_hasher();
-        h.write(token.as_bytes());
+        h.write_usize(bytes.len());
+        h.write(tail);
         h.finish()
+    }
+
+    /// A cheap pseudo-random number (xorshift) for picking an eviction victim.
+    fn next_rand(&mut self) -> u64 {
+        let mut x = self.rand;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rand = x;
+        x
     }
 
     /// The verified identity for `token` if cached and still within its lifetime at `now`.
@@ -61,10 +80,15 @@ impl TokenCache {
             return;
         }
         if self.map.len() >= self.max_entries {
-            self.map.retain(|_, e| e.valid_until >= now);
+            // Drop expired entries, at most once a second (a full scan).
+            if now > self.last_sweep {
+                self.map.retain(|_, e| e.valid_until >= now);
+                self.last_sweep = now;
+            }
             if self.map.len() >= self.max_entries {
-                // Still full of live tokens: drop an arbitrary one (HashMap order is random).
-                if let Some(k) = self.map.keys().next().copied() {
+                // Still full of live tokens: drop a random one.
+                let skip = usize::try_from(self.next_rand() % self.map.len() as u64).unwrap_or(0);
+                if let Some(k) = self.map.keys().nth(skip).copied() {
                     self.map.remove(&k);
                 }
             }

@@ -127,14 +127,33 @@ fn route_path(path: &str) -> &str {
 /// A path with dot segments (`/../`, `/./`, also percent-encoded) or backslashes could match a
 /// rule here and mean another path upstream; such paths match no rule.
 fn is_ambiguous(path: &str) -> bool {
-    if path.contains('\\') {
-        return true;
+    let b = path.as_bytes();
+    let mut seg_start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'\\' => return true,
+            b'%' => {
+                let hex = (
+                    b.get(i + 1).copied(),
+                    b.get(i + 2).map(u8::to_ascii_lowercase),
+                );
+                if matches!(
+                    hex,
+                    (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
+                ) {
+                    return true;
+                }
+            }
+            b'/' => {
+                if matches!(b.get(seg_start..i), Some(b".") | Some(b"..")) {
+                    return true;
+                }
+                seg_start = i + 1;
+            }
+            _ => {}
+        }
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
-        return true;
-    }
-    path.split('/').any(|seg| seg == "." || seg == "..")
+    matches!(b.get(seg_start..), Some(b".") | Some(b".."))
 }
 
 fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {

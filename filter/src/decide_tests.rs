@@ -841,3 +841,34 @@ fn static_credentials_are_accepted_only_on_rules_naming_their_provider() {
         Err(Reason::MultipleTokens)
     );
 }
+
+#[test]
+fn ambiguous_paths_are_recognised_in_every_spelling() {
+    let cfg = config();
+    for p in [
+        "/health/../orders",
+        "/health/./x",
+        "/health/..",
+        "/.",
+        "/a/%2e%2e/b",
+        "/a/%2E/b",
+        "/a%2fb",
+        "/a%2Fb",
+        "/a%5cb",
+        "/a\\b",
+        "/health/%2e",
+    ] {
+        assert_eq!(crate::decide::match_rule(&cfg, "GET", p), None, "{p}");
+    }
+    for p in [
+        "/health",
+        "/health/...",
+        "/health/.well-known",
+        "/health/a..b",
+        "/orders/%20x",
+        "/a%2",
+        "/a%",
+    ] {
+        assert!(crate::decide::match_rule(&cfg, "GET", p).is_some(), "{p}");
+    }
+}

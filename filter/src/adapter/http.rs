@@ -85,13 +85,21 @@ fn request_headers() -> Vec<(String, String)> {
     }
 }
 
+/// Lower-case hex of `bytes` random bytes (at most 24; one host call); empty if the host has no
+/// randomness.
 fn random_hex(bytes: usize) -> String {
-    let mut buf = [0u8; 16];
-    let slice = buf.get_mut(..bytes.min(16)).unwrap_or_default();
+    let hex = |n: u8| char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 });
+    let mut buf = [0u8; 24];
+    let slice = buf.get_mut(..bytes.min(24)).unwrap_or_default();
     if getrandom::getrandom(slice).is_err() {
         return String::new();
     }
-    slice.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(slice.len() * 2);
+    for b in slice.iter() {
+        out.push(hex(b >> 4));
+        out.push(hex(b & 15));
+    }
+    out
 }
 
 /// Adds an `x-request-id` when the request has none; never overwrites. (Envoy's connection
@@ -114,8 +122,8 @@ fn add_request_id(headers: &mut Vec<(String, String)>) {
 /// this is the trace context the upstream receives.
 fn add_traceparent(headers: &mut Vec<(String, String)>) {
     if decide::header(headers, "traceparent").is_none() {
-        let (trace, span) = (random_hex(16), random_hex(8));
-        if trace.len() == 32 && span.len() == 16 {
+        let ids = random_hex(24);
+        if let (Some(trace), Some(span)) = (ids.get(..32), ids.get(32..48)) {
             let tp = format!("00-{trace}-{span}-01");
             set("traceparent", &tp);
             headers.push(("traceparent".into(), tp));
