@@ -17,7 +17,7 @@
     clippy::indexing_slicing
 )]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -25,15 +25,7 @@ use serde_json::{json, Value};
 use svcauth_filter::fixtures::{self, claims_with, hmac_token, token, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, sign_raw, SigningKey};
-use svcauth_tests::{http, http_raw, EchoUpstream, Envoy, HttpServer, Opts, Reply, Response};
-
-fn now() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    i64::try_from(secs).unwrap()
-}
+use svcauth_tests::{http, http_raw, now, EchoUpstream, Envoy, HttpServer, Opts, Reply, Response};
 
 fn claims(changes: Value) -> Value {
     claims_with(now(), changes)

@@ -19,21 +19,13 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use svcauth_filter::fixtures::{self, claims_with, token, Fixture};
-use svcauth_tests::{bootstrap, try_http_raw, EchoUpstream, Envoy, Opts, Response, RunDir};
+use svcauth_tests::{bootstrap, now, try_http_raw, EchoUpstream, Envoy, Opts, Response, RunDir};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn now() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    i64::try_from(secs).unwrap()
-}
 
 /// A valid ES256 token with scope `orders:read` (allowed on `/orders` by the fixture config).
 fn reader_token() -> String {

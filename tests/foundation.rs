@@ -16,14 +16,14 @@
 )]
 
 use std::cell::{Cell, RefCell};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
 use svcauth_filter::fixtures::{self, claims_with, hmac_token, token, token_alg, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, sign_raw, SigningKey};
-use svcauth_tests::{bootstrap, http, EchoUpstream, Envoy, Opts, Request, Response};
+use svcauth_tests::{bootstrap, http, now, EchoUpstream, Envoy, Opts, Request, Response};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -38,15 +38,6 @@ fn insufficient_scope(scope: &str) -> String {
     format!(
         r#"Bearer realm="svcauth", error="insufficient_scope", error_description="insufficient scope", scope="{scope}""#
     )
-}
-
-/// The host clock, as Envoy reads it.
-fn now() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    i64::try_from(secs).unwrap()
 }
 
 /// The fixture's standard claims (`orders-service`, scope `orders:read`) at the real time, with

@@ -1,22 +1,13 @@
 //! Host-native signature verification (Envoy's `verify_signature` foreign function) and the
 //! pure-Rust path inside the wasm VM give the same decisions, token for token, in a real Envoy.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Map};
 use svcauth_filter::fixtures::{self, claims, token_alg, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::sign;
-use svcauth_tests::{http, EchoUpstream, Envoy, Opts};
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+use svcauth_tests::{http, now, EchoUpstream, Envoy, Opts};
 
 /// Replaces the signature of `t` with `f(signature bytes)`.
 fn resign(t: &str, f: impl Fn(&mut Vec<u8>)) -> String {

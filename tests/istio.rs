@@ -14,7 +14,6 @@ mod istio_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use istio_support::*;
 use serde_json::{json, Map, Value};
@@ -22,7 +21,7 @@ use svcauth_filter::config::{TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE
 use svcauth_filter::fixtures::{signing_key, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, SigningKey};
-use svcauth_tests::{http, wasm_path, EchoUpstream, Envoy, RunDir};
+use svcauth_tests::{http, now, wasm_path, EchoUpstream, Envoy, RunDir};
 
 /// The manifests' HMAC secret variable, read by the plugin from the sidecar's environment
 /// (`vmConfig.env` `valueFrom: HOST`), and the value the tests put there.
@@ -273,13 +272,6 @@ fn envoyfilter_patch_value() -> Value {
     );
     assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
     patch["patch"]["value"].clone()
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// An RS256 token from the manifests' mesh issuer, signed with the example key.

@@ -3,20 +3,13 @@
 //! workers), and HMAC secret rotation.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use svcauth_filter::fixtures::{self, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, SigningKey};
-use svcauth_tests::{http, EchoUpstream, Envoy, HttpServer, Opts, Reply};
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+use svcauth_tests::{http, now, EchoUpstream, Envoy, HttpServer, Opts, Reply};
 
 /// What the JWKS server answers; tests change it while Envoy runs.
 #[derive(Clone)]

@@ -1,20 +1,13 @@
 //! The five kinds of systems svcauth replaces, each played end to end through a real Envoy with
 //! its example config from `envoy/examples/` (see docs/migrating.md).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use svcauth_filter::fixtures::{self, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, SigningKey};
-use svcauth_tests::{http, repo_root, EchoUpstream, Envoy, Opts, Response};
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+use svcauth_tests::{http, now, repo_root, EchoUpstream, Envoy, Opts, Response};
 
 fn example(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("envoy/examples").join(name)).unwrap()

@@ -10,11 +10,11 @@
     clippy::indexing_slicing
 )]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use svcauth_filter::fixtures::{self, Fixture};
-use svcauth_tests::{http, EchoUpstream, Envoy, Opts, OtlpReceiver, SpanRecord};
+use svcauth_tests::{http, now, EchoUpstream, Envoy, Opts, OtlpReceiver, SpanRecord};
 
 const WAIT: Duration = Duration::from_secs(15);
 const INCOMING_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -37,13 +37,6 @@ custom_tags:
 - {{tag: auth.provider, request_header: {{name: x-svcauth-provider}}}}
 "#
     )
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 fn traced_opts(upstream: &EchoUpstream, otlp: &OtlpReceiver) -> Opts {

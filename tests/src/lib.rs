@@ -40,6 +40,15 @@ pub use otlp::{OtlpReceiver, SpanRecord};
 pub use paths::{envoy_bin, repo_root, wasm_path};
 pub use server::{EchoUpstream, HttpServer, Reply, Request};
 
+/// The host clock in seconds, as Envoy reads it (for minting tokens that are valid now).
+pub fn now() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
 /// Polls `cond` every 20 ms until it is true or `timeout` passes; returns whether it became true.
 pub fn wait_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;
