@@ -172,12 +172,14 @@ impl HttpContext for Http {
         };
         let mut decision = decide_now(&shared, &headers, now);
         if let Decision::Deny(d) = &decision {
-            if let Some(p) = unknown_remote_kid(&shared, d) {
-                // Another worker may already have fetched the new keys.
+            if let Some((p, unknown_kid)) = missing_remote_key(&shared, d) {
+                // Another worker may already have fetched the (new) keys.
                 if jwks::sync(&shared, p) {
                     decision = decide_now(&shared, &headers, now);
-                } else if let Some(action) = self.wait_for_keys(&shared, p, headers.clone(), now) {
-                    return action;
+                } else if unknown_kid {
+                    if let Some(action) = self.wait_for_keys(&shared, p, headers.clone(), now) {
+                        return action;
+                    }
                 }
             }
         }
@@ -233,9 +235,16 @@ impl Http {
 }
 
 /// The provider whose fetched keys lack the token's `kid`, if that is why `d` denies.
-fn unknown_remote_kid(shared: &Shared, d: &Denial) -> Option<usize> {
+/// For a denial because a remote provider's keys lack the token's `kid` (`true`) or are not
+/// loaded in this VM yet (`false`): the provider.
+fn missing_remote_key(shared: &Shared, d: &Denial) -> Option<(usize, bool)> {
     let p = d.provider?;
-    (d.reason == Reason::UnknownKid && jwks::remote(shared, p).is_some()).then_some(p)
+    jwks::remote(shared, p)?;
+    match d.reason {
+        Reason::UnknownKid => Some((p, true)),
+        Reason::KeysUnavailable => Some((p, false)),
+        _ => None,
+    }
 }
 
 fn decide_now(shared: &Shared, headers: &[(String, String)], now: i64) -> Decision {

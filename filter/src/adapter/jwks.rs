@@ -256,6 +256,8 @@ pub fn on_response(shared: &Shared, p: usize, body_size: usize, now: i64) -> boo
                         s.loaded_cas = cas;
                         s.failures = 0;
                     });
+                    // Free the lease: the next refresh is due by the fetch time, not the lease.
+                    hold_lease(&st.lease_key, 0, shared.nonce);
                 }
                 shared.metrics.jwks_fetch(p, true);
                 true
