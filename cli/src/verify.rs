@@ -411,12 +411,21 @@ fn failed_check(reason: Reason, passed: &[Check]) -> String {
         "scopes",
     ];
     let last = passed.last().map(|c| c.name.as_str());
+    if reason == Reason::WrongTokenType {
+        return "type".into();
+    }
     if reason == Reason::TokenMalformed && last == Some("issuer") {
         return "subject".into();
     }
     if reason == Reason::TokenMalformed && last == Some("scopes") {
         return "claim headers".into();
     }
+    // The `type` check runs only for providers with `typ`, right after `algorithm`.
+    let last = if last == Some("type") {
+        Some("algorithm")
+    } else {
+        last
+    };
     let next = match last {
         None => 0,
         Some(l) => ORDER.iter().position(|c| *c == l).map_or(0, |i| i + 1),
