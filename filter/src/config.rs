@@ -197,7 +197,7 @@ pub struct RemoteJwks {
     pub timeout_ms: u64,
     /// Larger responses are refused before their body is read.
     pub max_bytes: usize,
-    /// At most one refetch for an unknown `kid` per this many seconds (across worker VMs).
+    /// At most one refetch for an unknown `kid` per this many seconds, per worker VM.
     pub refetch_interval_seconds: u64,
 }
 

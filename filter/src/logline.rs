@@ -59,8 +59,13 @@ pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     ok.then_some(tid)
 }
 
+/// A request path for a log line: without its query or fragment (they carry secrets), bounded.
+fn path_field(path: &str) -> &str {
+    bounded(path.split(['?', '#']).next().unwrap_or_default())
+}
+
+/// At most `MAX_FIELD` bytes of `s`, cut on a character boundary.
 fn bounded(s: &str) -> &str {
-    let s = s.split(['?', '#']).next().unwrap_or_default();
     if s.len() <= MAX_FIELD {
         return s;
     }
@@ -89,7 +94,7 @@ pub fn denial(config: &Config, d: &Denial, req: &RequestFacts<'_>) -> String {
             .map_or(Value::Null, |s| bounded(s).into()),
     );
     m.insert("method".into(), bounded(req.method).into());
-    m.insert("path".into(), bounded(req.path).into());
+    m.insert("path".into(), path_field(req.path).into());
     m.insert("request_id".into(), bounded(req.request_id).into());
     m.insert(
         "trace_id".into(),
@@ -103,19 +108,9 @@ pub fn denial(config: &Config, d: &Denial, req: &RequestFacts<'_>) -> String {
     Value::Object(m).to_string()
 }
 
-/// The audit line for an allowed call with a verified caller.
+/// The audit line for an allowed call with a verified caller, as a JSON value: the adapter
+/// completes it when the request ends (with the trace id the upstream was sent) and writes it.
 pub fn allowed(
-    config: &Config,
-    v: &Verified,
-    rule: Option<usize>,
-    req: &RequestFacts<'_>,
-) -> String {
-    allowed_value(config, v, rule, req).to_string()
-}
-
-/// [`allowed`] as a JSON value, for a caller that completes it later (the adapter writes the
-/// audit line when the request ends, with the trace id the upstream was sent).
-pub fn allowed_value(
     config: &Config,
     v: &Verified,
     rule: Option<usize>,
@@ -132,7 +127,7 @@ pub fn allowed_value(
         "provider": provider,
         "subject": bounded(&v.subject),
         "method": bounded(req.method),
-        "path": bounded(req.path),
+        "path": path_field(req.path),
         "request_id": bounded(req.request_id),
         "trace_id": req.trace_id,
         "rule": rule,
@@ -163,7 +158,13 @@ mod tests {
 
     #[test]
     fn logged_paths_lose_their_query_and_are_bounded() {
-        assert_eq!(bounded("/a?token=secret"), "/a");
+        assert_eq!(path_field("/a?token=secret"), "/a");
+        assert_eq!(path_field("/a#frag"), "/a");
         assert_eq!(bounded(&"é".repeat(300)).len(), 256);
+    }
+
+    #[test]
+    fn other_fields_keep_their_question_marks_and_hashes() {
+        assert_eq!(bounded("svc#2?"), "svc#2?");
     }
 }

@@ -145,12 +145,13 @@ impl HttpContext for Http {
         let config = &shared.config;
         let mut headers = request_headers();
         // Anti-spoofing first: identity and tag headers are ours alone.
-        for name in &config.strip_headers {
-            if decide::header(&headers, name).is_some() {
-                remove(name);
+        headers.retain(|(k, _)| {
+            let spoofed = config.strip_headers.iter().any(|s| s == k);
+            if spoofed {
+                remove(k);
             }
-        }
-        headers.retain(|(k, _)| !config.strip_headers.iter().any(|s| s == k));
+            !spoofed
+        });
         add_request_id(&mut headers);
         let Some(now) = now_seconds() else {
             log(
@@ -361,7 +362,7 @@ fn apply(
                         .is_some_and(|r| r.audit);
                     if config.log_allowed || rule_audit {
                         let facts = RequestFacts::from_headers(headers);
-                        audit = Some(logline::allowed_value(config, id, a.rule, &facts));
+                        audit = Some(logline::allowed(config, id, a.rule, &facts));
                     }
                 }
                 None => set(TAG_SERVICE, "anonymous"),

@@ -186,8 +186,9 @@ pub fn may_refetch(shared: &Shared, p: usize, now: i64) -> bool {
     true
 }
 
-pub fn remote(shared: &Shared, p: usize) -> Option<RemoteJwks> {
-    shared.config.providers.get(p)?.remote_jwks.clone()
+/// Provider `p`'s `remote_jwks` settings, if it has them.
+pub fn remote(shared: &Shared, p: usize) -> Option<&RemoteJwks> {
+    shared.config.providers.get(p)?.remote_jwks.as_ref()
 }
 
 /// Marks provider `p`'s fetch as in flight in this VM until `until` (0: done).
@@ -203,7 +204,7 @@ pub fn in_flight_until(shared: &Shared, p: usize) -> i64 {
 /// Starts a fetch of provider `p` from the current context; marks it in flight. The token.
 pub fn start_fetch(shared: &Shared, p: usize, now: i64) -> Option<u32> {
     let r = remote(shared, p)?;
-    match dispatch(&r) {
+    match dispatch(r) {
         Ok(token) => {
             set_in_flight(
                 shared,
@@ -259,7 +260,7 @@ pub fn on_response(shared: &Shared, p: usize, body_size: usize, now: i64) -> boo
                     // Free the lease: the next refresh is due by the fetch time, not the lease.
                     hold_lease(&st.lease_key, 0, shared.nonce);
                 }
-                shared.metrics.jwks_fetch(p, true);
+                shared.metrics.jwks_fetch(true);
                 true
             }
             Err(e) => {
@@ -275,7 +276,7 @@ pub fn on_response(shared: &Shared, p: usize, body_size: usize, now: i64) -> boo
 }
 
 fn failed(shared: &Shared, p: usize, name: &str, cause: &str, now: i64) {
-    shared.metrics.jwks_fetch(p, false);
+    shared.metrics.jwks_fetch(false);
     let kept = if shared
         .keys
         .try_borrow()

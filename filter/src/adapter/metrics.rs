@@ -72,7 +72,7 @@ impl Metrics {
         );
     }
 
-    pub fn jwks_fetch(&self, _provider: usize, ok: bool) {
+    pub fn jwks_fetch(&self, ok: bool) {
         Self::inc(if ok {
             self.jwks_fetch_success
         } else {
