@@ -39,7 +39,11 @@ pub struct Denial {
     pub reason: Reason,
     pub rule: Option<usize>,
     pub provider: Option<usize>,
+    /// The caller, only once its token's signature (or its static secret) verified.
     pub subject: Option<String>,
+    /// The subject a token claims whose signature was not (yet) verified: for the log line
+    /// only, never as the caller.
+    pub unverified_subject: Option<String>,
     /// First 12 hex digits of the token's SHA-256: enough to correlate, useless to replay.
     pub token_hash: Option<String>,
     /// `Some(true)` cache hit, `Some(false)` miss, `None` no token checked.
@@ -53,9 +57,15 @@ impl Denial {
             rule,
             provider: None,
             subject: None,
+            unverified_subject: None,
             token_hash: None,
             cache_hit: None,
         }
+    }
+
+    /// A denial with only a reason (no rule, provider or caller known).
+    pub fn of(reason: Reason) -> Denial {
+        Denial::bare(reason, None)
     }
 }
 
@@ -118,50 +128,21 @@ fn extract<'h, K: AsRef<str>, V: AsRef<str>>(
     Ok(found)
 }
 
-/// The path without query or fragment.
-fn route_path(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
-    path.get(..end).unwrap_or(path)
+/// Whether `rule` covers a request with this method: the method is listed (ASCII case
+/// ignored, as some frameworks upper-case it), `HEAD` under a `GET` (frameworks serve `HEAD`
+/// with the `GET` handler), or the rule lists none.
+fn method_matches(rule: &Rule, method: &str) -> bool {
+    rule.methods.is_empty()
+        || rule.methods.iter().any(|m| {
+            m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
+        })
 }
 
-/// A path with dot segments (`/../`, `/./`, also percent-encoded) or backslashes could match a
-/// rule here and mean another path upstream; such paths match no rule.
-fn is_ambiguous(path: &str) -> bool {
-    let b = path.as_bytes();
-    let mut seg_start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'\\' => return true,
-            b'%' => {
-                let hex = (
-                    b.get(i + 1).copied(),
-                    b.get(i + 2).map(u8::to_ascii_lowercase),
-                );
-                if matches!(
-                    hex,
-                    (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
-                ) {
-                    return true;
-                }
-            }
-            b'/' => {
-                if matches!(b.get(seg_start..i), Some(b".") | Some(b"..")) {
-                    return true;
-                }
-                seg_start = i + 1;
-            }
-            _ => {}
-        }
+fn path_matches(rule: &Rule, path: &str, fold: bool) -> bool {
+    match &rule.path {
+        PathMatch::Exact(p) => crate::path::exact_matches(path, p, fold),
+        PathMatch::Prefix(p) => crate::path::prefix_matches(path, p, fold),
     }
-    matches!(b.get(seg_start..), Some(b".") | Some(b".."))
-}
-
-fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {
-    let path_ok = match &rule.path {
-        PathMatch::Exact(p) => path == p,
-        PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-    };
-    path_ok && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
 }
 
 /// Whether `granted` covers `required`: equal, or a granted `ns:*` covers `ns:anything`.
@@ -173,16 +154,34 @@ pub fn covers(granted: &[String], required: &str) -> bool {
     })
 }
 
-/// The index of the first rule that matches, if any.
-pub fn match_rule(config: &Config, method: &str, path: &str) -> Option<usize> {
-    let path = route_path(path);
-    if is_ambiguous(path) {
-        return None;
+/// The index of the first rule that matches the request (`path` is the raw `:path`), `None`
+/// if none does, or why the path is refused. A path that a case-sensitive rule matches only
+/// when ASCII case is ignored is refused too: some backends (Express by default) route
+/// case-insensitively, so it could reach that rule's resource through a laxer rule.
+pub fn match_rule(
+    config: &Config,
+    method: &str,
+    path: &str,
+) -> Result<Option<usize>, crate::path::Refusal> {
+    let canon = crate::path::canonical(path)?;
+    for (i, rule) in config.rules.iter().enumerate() {
+        if !method_matches(rule, method) {
+            continue;
+        }
+        if path_matches(rule, &canon, rule.ignore_case) {
+            return Ok(Some(i));
+        }
+        if !rule.ignore_case && path_matches(rule, &canon, true) {
+            return Err(crate::path::CASE_VARIANT);
+        }
     }
-    config
-        .rules
-        .iter()
-        .position(|r| rule_matches(r, method, path))
+    Ok(None)
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+fn is_preflight<K: AsRef<str>, V: AsRef<str>>(method: &str, headers: &[(K, V)]) -> bool {
+    let present = |name: &str| header(headers, name).is_some_and(|v| !v.trim().is_empty());
+    method == "OPTIONS" && present("origin") && present("access-control-request-method")
 }
 
 fn token_hash(token: &str) -> String {
@@ -223,11 +222,12 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
 ) -> Decision {
     let method = header(headers, ":method").unwrap_or_default();
     let path = header(headers, ":path").unwrap_or_default();
-    if config.bypass_cors_preflight
-        && method == "OPTIONS"
-        && header(headers, "origin").is_some()
-        && header(headers, "access-control-request-method").is_some()
-    {
+    // The path check comes first, for every request: open routes and preflights included.
+    let matched = match match_rule(config, method, path) {
+        Ok(m) => m,
+        Err(_) => return Decision::Deny(Denial::bare(Reason::AmbiguousPath, None)),
+    };
+    if config.bypass_cors_preflight && is_preflight(method, headers) {
         return Decision::Allow(Allowed {
             rule: None,
             identity: None,
@@ -235,7 +235,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             cache_hit: None,
         });
     }
-    let Some(ri) = match_rule(config, method, path) else {
+    let Some(ri) = matched else {
         return Decision::Deny(Denial::bare(Reason::NoMatchingRule, None));
     };
     let Some(rule) = config.rules.get(ri) else {
@@ -273,6 +273,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             rule: Some(ri),
             provider,
             subject,
+            unverified_subject: None,
             token_hash,
             cache_hit: hit,
         })
@@ -296,7 +297,11 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                 .zip(id.zip(secret))
                 .and_then(|(st, (id, secret))| st.check(id, secret));
             let Some((id, scopes)) = checked else {
-                return deny_with(Reason::InvalidCredentials, Some(pi), None, None, None);
+                return Decision::Deny(Denial {
+                    provider: Some(pi),
+                    unverified_subject: id.map(str::to_string),
+                    ..Denial::bare(Reason::InvalidCredentials, Some(ri))
+                });
             };
             let identity = Verified {
                 provider: pi,
@@ -333,7 +338,14 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                             (v, false)
                         }
                         Err(f) => {
-                            return deny_with(f.reason, f.provider, f.subject, Some(false), hash)
+                            return Decision::Deny(Denial {
+                                provider: f.provider,
+                                subject: f.subject,
+                                unverified_subject: f.unverified_subject,
+                                token_hash: hash,
+                                cache_hit: Some(false),
+                                ..Denial::bare(f.reason, Some(ri))
+                            })
                         }
                     }
                 }

@@ -11,7 +11,7 @@ use super::root::{Shared, Waiter};
 use super::{log, now_seconds};
 use crate::cache::TokenCache;
 use crate::config::{
-    HEADER_SCOPES, HEADER_SERVICE, TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE,
+    HeaderFate, HEADER_SCOPES, HEADER_SERVICE, TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE,
 };
 use crate::decide::{self, Decision, Denial};
 use crate::keys::KeyStore;
@@ -144,13 +144,18 @@ impl HttpContext for Http {
         };
         let config = &shared.config;
         let mut headers = request_headers();
-        // Anti-spoofing first: identity and tag headers are ours alone.
-        headers.retain(|(k, _)| {
-            let spoofed = config.strip_headers.iter().any(|s| s == k);
-            if spoofed {
+        // Anti-spoofing first: identity and tag headers are ours alone, in every spelling a
+        // backend may fold into them; credentials we read go no further than this filter.
+        headers.retain(|(k, _)| match config.header_fate(k) {
+            HeaderFate::Keep => true,
+            HeaderFate::Strip => {
                 remove(k);
+                false
             }
-            !spoofed
+            HeaderFate::Consume => {
+                remove(k);
+                true
+            }
         });
         add_request_id(&mut headers);
         let Some(now) = now_seconds() else {
@@ -158,18 +163,7 @@ impl HttpContext for Http {
                 LogLevel::Error,
                 "svcauth: the host clock is unavailable; denying",
             );
-            return deny(
-                &shared,
-                &headers,
-                &Denial {
-                    reason: Reason::KeysUnavailable,
-                    rule: None,
-                    provider: None,
-                    subject: None,
-                    token_hash: None,
-                    cache_hit: None,
-                },
-            );
+            return deny(&shared, &headers, &Denial::of(Reason::ClockUnavailable));
         };
         let mut decision = decide_now(&shared, &headers, now);
         if let Decision::Deny(d) = &decision {
@@ -214,9 +208,36 @@ impl Http {
         headers: Vec<(String, String)>,
         now: i64,
     ) -> Option<Action> {
+        let max = jwks::remote(shared, p).map_or(0, |r| r.max_waiting);
+        let waiting = shared
+            .waiting
+            .try_borrow()
+            .ok()?
+            .iter()
+            .filter(|w| w.provider == p)
+            .count();
+        if waiting >= max {
+            // Bounded: beyond it, decide at once on the keys there are.
+            return None;
+        }
         let deadline = if jwks::may_refetch(shared, p, now) {
-            let token = jwks::start_fetch(shared, p, now)?;
-            self.fetch = Some((token, p));
+            let queued = shared.refetch_queue.is_some_and(|q| {
+                hostcalls::enqueue_shared_queue(q, Some(p.to_string().as_bytes())).is_ok()
+            });
+            if queued {
+                // The root context dispatches it (on_queue_ready); mark it in flight now so
+                // that other requests join it instead of asking again.
+                let timeout = jwks::remote(shared, p).map_or(1500, |r| r.timeout_ms);
+                jwks::set_in_flight(
+                    shared,
+                    p,
+                    now + i64::try_from(timeout / 1000 + 1).unwrap_or(2),
+                );
+            } else {
+                // No queue: fetch from this stream (a reset of it cancels the fetch).
+                let token = jwks::start_fetch(shared, p, now)?;
+                self.fetch = Some((token, p));
+            }
             jwks::in_flight_until(shared, p)
         } else {
             let until = jwks::in_flight_until(shared, p);
@@ -330,12 +351,11 @@ fn apply(
             if let Some(id) = &a.identity {
                 if let Some(retry) = rate_limited(shared, id) {
                     let d = Denial {
-                        reason: Reason::RateLimited,
                         rule: a.rule,
                         provider: Some(id.provider),
                         subject: Some(id.subject.clone()),
-                        token_hash: None,
                         cache_hit: a.cache_hit,
+                        ..Denial::of(Reason::RateLimited)
                     };
                     shared.metrics.cache(a.cache_hit);
                     return (deny_retry(shared, headers, &d, Some(retry)), None);
@@ -385,17 +405,24 @@ fn deny(shared: &Shared, headers: &[(String, String)], d: &Denial) -> Action {
 
 /// Takes one request from the caller's token bucket (shared by every worker VM through shared
 /// data, updated with compare-and-swap). `Some(seconds)` to wait when the bucket is empty.
+/// Fails closed: when the request cannot be counted (no clock, a host error, a CAS loop that
+/// keeps losing), it is refused with a retry after one second, never let through uncounted.
 fn rate_limited(shared: &Shared, id: &crate::verify::Verified) -> Option<u64> {
+    const UNCOUNTED: Option<u64> = Some(1);
     let limit = ratelimit::limit_for(&shared.config.rate_limits, &id.subject)?;
-    let now_ms = super::now_millis()?;
+    let Some(now_ms) = super::now_millis() else {
+        return UNCOUNTED;
+    };
     let provider = shared
         .config
         .providers
         .get(id.provider)
         .map_or("", |p| p.name.as_str());
-    let key = format!("svcauth.rl.{provider}.{}", id.subject);
+    let key = ratelimit::bucket_key(provider, &id.subject);
     for _ in 0..8 {
-        let (data, cas) = hostcalls::get_shared_data(&key).ok()?;
+        let Ok((data, cas)) = hostcalls::get_shared_data(&key) else {
+            return UNCOUNTED;
+        };
         let prev = data.as_deref().and_then(Bucket::decode);
         let (next, verdict) = match ratelimit::take(prev, limit, now_ms) {
             Ok(b) => (b, None),
@@ -403,11 +430,12 @@ fn rate_limited(shared: &Shared, id: &crate::verify::Verified) -> Option<u64> {
         };
         match hostcalls::set_shared_data(&key, Some(next.encode().as_bytes()), cas) {
             Ok(()) => return verdict,
-            Err(_) => continue, // another worker updated the bucket: read it again
+            // Another worker updated the bucket: read it again.
+            Err(proxy_wasm::types::Status::CasMismatch) => continue,
+            Err(_) => return UNCOUNTED,
         }
     }
-    // Contended beyond reason: count the request against nothing rather than fail the call.
-    None
+    UNCOUNTED
 }
 
 fn deny_retry(

@@ -42,6 +42,10 @@ pub struct Shared {
     pub nonce: u64,
     /// Signature verification (host-native where possible).
     pub crypto: super::crypto::HostCrypto,
+    /// This VM's shared queue to the root context: a request context enqueues a provider
+    /// index there to have the root context dispatch the unknown-`kid` refetch, so that the
+    /// fetch belongs to the root and a client that resets cannot cancel it for the others.
+    pub refetch_queue: Option<u32>,
 }
 
 /// How often the root context looks at remote key sets.
@@ -121,6 +125,13 @@ impl RootContext for Root {
             ),
         );
         let metrics = Metrics::define(&config);
+        // One queue per VM (a name shared by several VMs would deliver to the last to register).
+        let nonce = self.shared.as_ref().map_or_else(vm_nonce, |s| s.nonce);
+        let refetch_queue = if any_remote {
+            hostcalls::register_shared_queue(&format!("svcauth.refetch.{nonce:016x}")).ok()
+        } else {
+            None
+        };
         let shared = Rc::new(Shared {
             cache: RefCell::new(TokenCache::new(config.cache_max_entries)),
             crypto: super::crypto::HostCrypto::new(config.host_crypto, &metrics),
@@ -128,7 +139,8 @@ impl RootContext for Root {
             keys: RefCell::new(KeyStore::new(config.providers.len())),
             remote: RefCell::new(remote),
             waiting: RefCell::new(Vec::new()),
-            nonce: vm_nonce(),
+            nonce,
+            refetch_queue,
             config,
         });
         self.shared = Some(shared);
@@ -172,6 +184,39 @@ impl RootContext for Root {
             }
         }
         http::expire_waiters(&shared, now);
+    }
+
+    /// A request context asked for an unknown-`kid` refetch: dispatch it from here.
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if shared.refetch_queue != Some(queue_id) {
+            return;
+        }
+        let now = now_seconds().unwrap_or(0);
+        // Bounded: a provider index per entry, at most one entry per provider is useful.
+        for _ in 0..shared.config.providers.len().saturating_mul(4).max(4) {
+            let Ok(Some(item)) = hostcalls::dequeue_shared_queue(queue_id) else {
+                break;
+            };
+            let Some(p) = std::str::from_utf8(&item)
+                .ok()
+                .and_then(|t| t.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if self.pending.values().any(|&q| q == p) {
+                continue; // already fetching it
+            }
+            match jwks::start_fetch(&shared, p, now) {
+                Some(token) => {
+                    self.pending.insert(token, p);
+                }
+                // Refused at once (logged and counted): answer the waiters on the keys there are.
+                None => http::resume_waiters(&shared, Some(p), now),
+            }
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
