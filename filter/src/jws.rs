@@ -82,6 +82,11 @@ impl Alg {
 
 /// The protected header fields svcauth reads. Unknown members are ignored (RFC 7515), except
 /// those that change how the token must be processed, which are refused.
+/// `Some(value)` for a member that is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
 #[derive(Debug, Deserialize)]
 struct RawHeader {
     alg: String,
@@ -89,11 +94,12 @@ struct RawHeader {
     kid: Option<String>,
     #[serde(default)]
     typ: Option<String>,
-    #[serde(default)]
+    // `present`: a member written as `null` is still present (`"crit": null` is refused too).
+    #[serde(default, deserialize_with = "present")]
     crit: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     enc: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     zip: Option<serde_json::Value>,
     #[serde(default)]
     cty: Option<String>,
@@ -277,6 +283,18 @@ mod tests {
             (
                 token(r#"{"alg":"RS256","crit":["exp"]}"#, "{}"),
                 Reason::CritUnsupported,
+            ),
+            (
+                token(r#"{"alg":"RS256","crit":null}"#, "{}"),
+                Reason::CritUnsupported,
+            ),
+            (
+                token(r#"{"alg":"RS256","crit":[]}"#, "{}"),
+                Reason::CritUnsupported,
+            ),
+            (
+                token(r#"{"alg":"RS256","enc":null}"#, "{}"),
+                Reason::TokenMalformed,
             ),
             (
                 token(r#"{"alg":"RS256","enc":"A128GCM"}"#, "{}"),
