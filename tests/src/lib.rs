@@ -31,6 +31,7 @@ mod client;
 mod envoy;
 pub mod otlp;
 mod paths;
+pub mod raw;
 mod server;
 
 pub use bootstrap::{bootstrap, indent, yaml_str, Opts};
