@@ -29,6 +29,7 @@
 mod bootstrap;
 mod client;
 mod envoy;
+pub mod grpc;
 pub mod otlp;
 mod paths;
 pub mod raw;
