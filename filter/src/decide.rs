@@ -220,6 +220,20 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
     headers: &[(K, V)],
     now: i64,
 ) -> Decision {
+    decide_lazy(config, keys, crypto, cache, headers, &mut || Some(now))
+}
+
+/// [`decide_with_keys`] with a clock that is read only when a token must be checked (the host
+/// clock is a host call: open routes, refused paths and requests without a token never need
+/// it). A clock that gives nothing denies with `clock_unavailable`.
+pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
+    config: &Config,
+    keys: &KeyStore,
+    crypto: &dyn crate::jws::Verifier,
+    cache: &mut TokenCache,
+    headers: &[(K, V)],
+    clock: &mut dyn FnMut() -> Option<i64>,
+) -> Decision {
     let method = header(headers, ":method").unwrap_or_default();
     let path = header(headers, ":path").unwrap_or_default();
     // The path check comes first, for every request: open routes and preflights included.
@@ -278,7 +292,10 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             cache_hit: hit,
         })
     };
-    let (verified, hit, remove_header, hash) = match (found, credentials) {
+    // The token's hash is for denial lines only: computed when a denial is built.
+    let hash_of = |t: Option<&str>| t.map(token_hash);
+    let mut token: Option<&str> = None;
+    let (verified, hit, remove_header) = match (found, credentials) {
         (Some(_), Some(_)) => {
             return Decision::Deny(Denial::bare(Reason::MultipleTokens, Some(ri)))
         }
@@ -314,13 +331,16 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                 exp: i64::MAX,
             };
             let secret_header = provider.statics.as_ref().map(|s| s.secret_header.clone());
-            (Rc::new(identity), None, secret_header, None)
+            (Rc::new(identity), None, secret_header)
         }
         (Some(found), None) => {
-            let hash = Some(token_hash(found.token));
+            token = Some(found.token);
             if found.token.len() > config.max_token_bytes {
-                return deny_with(Reason::TokenTooLarge, None, None, None, hash);
+                return deny_with(Reason::TokenTooLarge, None, None, None, hash_of(token));
             }
+            let Some(now) = clock() else {
+                return Decision::Deny(Denial::bare(Reason::ClockUnavailable, Some(ri)));
+            };
             let (verified, hit) = match cache.get(found.token, now) {
                 Some(v) => (v, true),
                 None => {
@@ -342,7 +362,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                                 provider: f.provider,
                                 subject: f.subject,
                                 unverified_subject: f.unverified_subject,
-                                token_hash: hash,
+                                token_hash: hash_of(token),
                                 cache_hit: Some(false),
                                 ..Denial::bare(f.reason, Some(ri))
                             })
@@ -351,7 +371,13 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                 }
             };
             let Some(provider) = config.providers.get(verified.provider) else {
-                return deny_with(Reason::IssuerMismatch, None, None, Some(hit), hash);
+                return deny_with(
+                    Reason::IssuerMismatch,
+                    None,
+                    None,
+                    Some(hit),
+                    hash_of(token),
+                );
             };
             if !provider.sources.contains(&found.source) {
                 let who = Some(verified.subject.clone());
@@ -360,7 +386,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                     Some(verified.provider),
                     who,
                     Some(hit),
-                    hash,
+                    hash_of(token),
                 );
             }
             let remove = if provider.forward_token {
@@ -368,7 +394,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             } else {
                 config.sources.get(found.source).map(|s| s.header.clone())
             };
-            (verified, Some(hit), remove, hash)
+            (verified, Some(hit), remove)
         }
     };
     let deny = |reason: Reason| {
@@ -377,7 +403,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             Some(verified.provider),
             Some(verified.subject.clone()),
             hit,
-            hash.clone(),
+            hash_of(token),
         )
     };
     if providers

@@ -53,5 +53,4 @@ mod doors_tests;
 #[cfg(test)]
 mod props_tests;
 
-#[cfg(target_arch = "wasm32")]
 mod adapter;

@@ -2,34 +2,34 @@
 //! native code) for RS256/384/512 and ES256/384, with the pure-Rust path as the fallback: for
 //! the other algorithms, when `host_crypto` is off, and for good once the host turns out not to
 //! have the function.
+//!
+//! Uses: `host`, `counters`, and the core's `hostcrypto`, `jwk`, `jws`.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::LogLevel;
-
-use super::log;
-use super::metrics::Metrics;
+use super::counters::Counters;
+use super::host::{Foreign, Host, Level};
 use crate::hostcrypto;
 use crate::jwk::Key;
 use crate::jws::{self, Parsed, Verifier};
 
 pub struct HostCrypto {
     enabled: Cell<bool>,
-    host_counter: Option<u32>,
-    wasm_counter: Option<u32>,
+    host: Rc<dyn Host>,
+    counters: Rc<Counters>,
 }
 
 impl HostCrypto {
-    pub fn new(enabled: bool, metrics: &Metrics) -> HostCrypto {
+    pub fn new(enabled: bool, host: Rc<dyn Host>, counters: Rc<Counters>) -> HostCrypto {
         HostCrypto {
             enabled: Cell::new(enabled),
-            host_counter: metrics.signature_host,
-            wasm_counter: metrics.signature_wasm,
+            host,
+            counters,
         }
     }
 
-    fn host(&self, parsed: &Parsed<'_>, key: &Key) -> Option<bool> {
+    fn native(&self, parsed: &Parsed<'_>, key: &Key) -> Option<bool> {
         if !self.enabled.get() {
             return None;
         }
@@ -37,22 +37,24 @@ impl HostCrypto {
             Ok(a) => a,
             Err(()) => return Some(false),
         };
-        match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
-            Ok(Some(answer)) => {
-                if let Some(valid) = hostcrypto::decode_result(&answer) {
-                    Metrics::inc(self.host_counter);
-                    return Some(valid);
-                }
-                None
+        match self.host.call_foreign("verify_signature", &args) {
+            Foreign::Answer(Some(answer)) => {
+                let valid = hostcrypto::decode_result(&answer)?;
+                self.counters.signature_host.bump();
+                Some(valid)
             }
+            Foreign::Answer(None) => None,
             // A key or signature BoringSSL refuses to parse is an invalid signature.
-            Err(proxy_wasm::types::Status::BadArgument) => {
-                Metrics::inc(self.host_counter);
+            Foreign::BadArgument => {
+                self.counters.signature_host.bump();
                 Some(false)
             }
-            _ => {
+            Foreign::Unavailable => {
                 self.enabled.set(false);
-                log(LogLevel::Warn, "svcauth: the host has no verify_signature function; verifying signatures in the wasm VM");
+                self.host.log(
+                    Level::Warn,
+                    "svcauth: the host has no verify_signature function; verifying signatures in the wasm VM",
+                );
                 None
             }
         }
@@ -61,10 +63,10 @@ impl HostCrypto {
 
 impl Verifier for HostCrypto {
     fn verify(&self, parsed: &Parsed<'_>, key: &Key) -> bool {
-        if let Some(valid) = self.host(parsed, key) {
+        if let Some(valid) = self.native(parsed, key) {
             return valid;
         }
-        Metrics::inc(self.wasm_counter);
+        self.counters.signature_wasm.bump();
         jws::verify_with(parsed, key)
     }
 }
