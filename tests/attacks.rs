@@ -243,6 +243,7 @@ impl Target {
             ok.body
         );
         self.allowed += 1;
+        envoy.settle_counters();
         let stat = |n: &str| envoy.stat(n).unwrap_or_else(|| panic!("no stat {n}"));
         assert_eq!(
             stat("wasm.envoy.wasm.runtime.v8.created"),

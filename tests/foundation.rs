@@ -1220,6 +1220,7 @@ fn svcauth_counters_are_exported_in_stats_and_prometheus() {
         &want,
         Some("orders-service"),
     );
+    s.envoy.settle_counters();
     let stats = s.envoy.admin("/stats?filter=svcauth").body;
     let expect = [
         ("wasmcustom.svcauth.allowed", 3),

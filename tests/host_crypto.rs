@@ -110,6 +110,8 @@ fn host_native_and_wasm_signature_checks_decide_every_token_alike() {
         "{host:?}"
     );
     // The host really verified the RS/ES signatures; with host_crypto off it never did.
+    host_envoy.settle_counters();
+    wasm_envoy.settle_counters();
     let host_verified = host_envoy
         .stat("wasmcustom.svcauth.signature_host")
         .unwrap_or(0);
