@@ -10,7 +10,8 @@
 //!
 //! * the query and fragment are cut (at the first `?` or `#`);
 //! * every percent-encoded byte is decoded (`/%61dmin` is `/admin`), and the result must be
-//!   UTF-8;
+//!   UTF-8; only `%3F` and `%23` stay encoded (upper-case), since a decoded `?` or `#` would
+//!   start a query or fragment the next time the path is read;
 //! * repeated slashes are merged (`/a//b` is `/a/b`); a trailing `/` is kept.
 //!
 //! Refused (with the short name [`Refusal::what`] gives, for logs and the CLI):
@@ -176,7 +177,13 @@ fn decode(bytes: &[u8]) -> Result<Vec<u8>, Refusal> {
         if let Some(r) = refused_byte(v) {
             return Err(r);
         }
-        out.push(v);
+        if v == b'?' || v == b'#' {
+            // Kept encoded (upper-case hex): decoded, they would start a query or fragment
+            // the next time the path is read, so the canonical form would not be one.
+            out.extend_from_slice(if v == b'?' { b"%3F" } else { b"%23" });
+        } else {
+            out.push(v);
+        }
         i += 3;
     }
     Ok(out)
@@ -275,7 +282,8 @@ mod tests {
         assert_eq!(ok("/a%2eb"), "/a.b");
         assert_eq!(ok("/caf%C3%A9"), "/café");
         assert_eq!(ok("/a%20b"), "/a b");
-        assert_eq!(ok("/a%3Fb"), "/a?b");
+        assert_eq!(ok("/a%3fb"), "/a%3Fb");
+        assert_eq!(ok("/a%23b"), "/a%23b");
     }
 
     #[test]
