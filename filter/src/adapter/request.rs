@@ -345,8 +345,7 @@ fn deny<K: AsRef<str>, V: AsRef<str>>(
     }
     let facts = RequestFacts::from_headers(headers);
     shared.log(Level::Info, || logline::denial(config, d, &facts));
-    let grpc = decide::header(headers, "content-type")
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    let grpc = decide::header(headers, "content-type").is_some_and(is_grpc);
     let retry = retry_after.map(|r| r.to_string());
     let mut reply: Vec<(&str, &str)> = Vec::with_capacity(4);
     if !grpc {
@@ -371,4 +370,35 @@ fn deny<K: AsRef<str>, V: AsRef<str>>(
         host.send_reply(d.reason.status(), &reply, body.as_bytes());
     }
     Outcome::Pause
+}
+
+/// Whether Envoy answers a local reply to a request of this content type as a gRPC status:
+/// `application/grpc` or `application/grpc+<codec>` (not `application/grpc-web`).
+fn is_grpc(content_type: &str) -> bool {
+    content_type
+        .strip_prefix("application/grpc")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
+}
+
+#[cfg(test)]
+mod grpc_tests {
+    #[test]
+    fn only_what_envoy_calls_grpc_gets_a_grpc_body() {
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc+json",
+        ] {
+            assert!(super::is_grpc(ct), "{ct}");
+        }
+        for ct in [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpcx",
+            "application/json",
+            "Application/GRPC",
+        ] {
+            assert!(!super::is_grpc(ct), "{ct}");
+        }
+    }
 }
