@@ -9,7 +9,7 @@
 #   scripts/demo-trace.sh stop     stops the receiver if this script started it
 #   scripts/demo-trace.sh run      all of it around a few calls to envoy/demo.yaml's Envoy
 #                                  (started here with a tiny upstream; no token: /health is open,
-#                                  /orders is denied)
+#                                  /orders is denied), with the denial and access log lines
 #
 # It can also be sourced (it then only defines the demo_trace_* functions). State lives in
 # target/demo-trace/. Envoy must use envoy/demo.yaml's tracing section (cluster jaeger at
@@ -81,12 +81,13 @@ demo_trace_report() {
         else
             echo "  (none received: is Envoy's tracing section pointing at 127.0.0.1:4317?)"
         fi
-        echo "  (find a denied call's span by the request_id of its log line: guid:x-request-id)"
+        echo "  (find a denied call's span by the request_id of its log line: guid:x-request-id,"
+        echo "   or by the trace_id of its line in Envoy's access log)"
         demo_trace_stop
     elif demo_trace_listening 4317 && demo_trace_listening 16686; then
         echo "tracing: spans are in Jaeger: $DEMO_TRACE_UI/search?service=$DEMO_TRACE_SERVICE"
         echo "  a denied call: search Tags 'guid:x-request-id=<request_id from its log line>'"
-        echo "  or open $DEMO_TRACE_UI/trace/<trace_id> when its log line has one"
+        echo "  or open $DEMO_TRACE_UI/trace/<trace_id> (its access log line always has one)"
     else
         echo "tracing: spans went to the collector on 127.0.0.1:4317"
     fi
@@ -143,6 +144,8 @@ demo_trace_run() {
     sleep 1
     echo "denial log lines:"
     grep -o '{"[^}]*"svcauth":"deny"[^}]*}' "$DEMO_TRACE_DIR/envoy.log" | sed 's/^/  /' || true
+    echo "access log lines (Envoy's stdout; trace_id is the span's, also without a traceparent):"
+    grep '^{.*"request_id"' "$DEMO_TRACE_DIR/envoy.out" | sed 's/^/  /' || true
     demo_trace_report
     demo_trace_cleanup
 }

@@ -61,15 +61,23 @@ fn short_hash(token: &str) -> String {
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The tag headers svcauth sets only with `"decision_tags": "request_headers"`.
+const TAG_HEADERS: [&str; 4] = [
+    "x-svcauth-decision",
+    "x-svcauth-service",
+    "x-svcauth-reason",
+    "x-svcauth-provider",
+];
+
 /// The identity and tag headers a client may never set.
 const SPOOFABLE: [&str; 7] = [
     "x-service-name",
     "x-service-scopes",
     "x-tenant-id",
-    "x-svcauth-decision",
-    "x-svcauth-service",
-    "x-svcauth-reason",
-    "x-svcauth-provider",
+    TAG_HEADERS[0],
+    TAG_HEADERS[1],
+    TAG_HEADERS[2],
+    TAG_HEADERS[3],
 ];
 
 /// A denial the Envoy log must show as one JSON line, checked by [`Stack::finish`].
@@ -449,7 +457,7 @@ fn every_algorithm_family_is_accepted() {
             Some("orders:read"),
             "{alg}"
         );
-        assert_eq!(seen.header("x-svcauth-decision"), Some("allow"), "{alg}");
+        assert_eq!(seen.header("x-svcauth-decision"), None, "{alg}");
     }
     s.finish();
 }
@@ -961,7 +969,7 @@ fn open_routes_and_cors_preflights_pass_without_a_token_but_ambiguous_paths_matc
         let seen = s.allowed(&s.send("GET", path, &[], None), path);
         assert_eq!(seen.path, path);
         assert_eq!(seen.header("x-service-name"), None);
-        assert_eq!(seen.header("x-svcauth-service"), Some("anonymous"));
+        assert_eq!(seen.header("x-svcauth-service"), None);
     }
     let preflight = [
         ("origin", "https://app.example"),
@@ -1038,10 +1046,11 @@ fn identity_headers_reach_the_upstream_and_client_copies_never_do() {
     assert_eq!(one("x-service-name"), ["orders-service"]);
     assert_eq!(one("x-service-scopes"), ["orders:read orders:write"]);
     assert_eq!(one("x-tenant-id"), ["acme"]);
-    assert_eq!(one("x-svcauth-decision"), ["allow"]);
-    assert_eq!(one("x-svcauth-service"), ["orders-service"]);
-    assert_eq!(one("x-svcauth-provider"), ["internal"]);
-    assert_eq!(one("x-svcauth-reason"), Vec::<&str>::new());
+    // The decision tags are filter state (decision_tags defaults to filter_state): none of the
+    // x-svcauth-* headers reaches the upstream, neither the filter's nor the client's.
+    for name in TAG_HEADERS {
+        assert_eq!(one(name), Vec::<&str>::new(), "{name}");
+    }
     assert_eq!(
         one("authorization"),
         [auth.as_str()],
@@ -1079,7 +1088,7 @@ fn identity_headers_reach_the_upstream_and_client_copies_never_do() {
     );
     assert_eq!(seen.header("x-tenant-id"), None);
 
-    // An open route and a CORS preflight: no identity at all, the tags are the filter's.
+    // An open route and a CORS preflight: no identity at all, and no tag header.
     let seen = s.allowed(&s.send("GET", "/health", &spoofed, None), "open route");
     let mut preflight = spoofed.clone();
     preflight.push(("origin", "https://app.example"));
@@ -1090,6 +1099,8 @@ fn identity_headers_reach_the_upstream_and_client_copies_never_do() {
             "x-service-name",
             "x-service-scopes",
             "x-tenant-id",
+            "x-svcauth-decision",
+            "x-svcauth-service",
             "x-svcauth-reason",
             "x-svcauth-provider",
         ] {
@@ -1106,8 +1117,6 @@ fn identity_headers_reach_the_upstream_and_client_copies_never_do() {
             seen.headers
         );
     }
-    assert_eq!(seen.header_all("x-svcauth-decision"), ["allow"]);
-    assert_eq!(seen.header_all("x-svcauth-service"), ["anonymous"]);
     s.finish();
 }
 

@@ -45,10 +45,10 @@ provider:
     grpc_service: {envoy_grpc: {cluster_name: jaeger}, timeout: 2s}
     service_name: svcauth-side-doors
 custom_tags:
-- {tag: auth.decision, request_header: {name: x-svcauth-decision}}
-- {tag: auth.service, request_header: {name: x-svcauth-service}}
-- {tag: auth.reason, request_header: {name: x-svcauth-reason}}
-- {tag: auth.provider, request_header: {name: x-svcauth-provider}}
+- {tag: auth.decision, value: "%FILTER_STATE(wasm.svcauth_decision:PLAIN)%"}
+- {tag: auth.service, value: "%FILTER_STATE(wasm.svcauth_service:PLAIN)%"}
+- {tag: auth.reason, value: "%FILTER_STATE(wasm.svcauth_reason:PLAIN)%"}
+- {tag: auth.provider, value: "%FILTER_STATE(wasm.svcauth_provider:PLAIN)%"}
 "#
 }
 

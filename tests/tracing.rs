@@ -1,7 +1,9 @@
 //! Observability in a real Envoy: the request span that Envoy's OpenTelemetry tracer exports
-//! over OTLP/gRPC (to the project's receiver on loopback) carries the auth decision as tags, its
-//! ids match the denial log line, and neither holds the token. Plus the stats after a known mix
-//! of calls, in `/stats` and `/stats/prometheus`.
+//! over OTLP/gRPC (to the project's receiver on loopback) carries the auth decision as tags (read
+//! from the filter state svcauth sets, or with `decision_tags: request_headers` from its request
+//! headers), its ids match the denial log line and `envoy/demo.yaml`'s JSON access log, and
+//! none of them holds the token. Plus the stats after a known mix of calls, in `/stats` and
+//! `/stats/prometheus`.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,16 +14,36 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use svcauth_filter::fixtures::{self, Fixture};
+use svcauth_filter::jws::Alg;
+use svcauth_filter::mint::{sign, SigningKey};
 use svcauth_tests::{http, now, EchoUpstream, Envoy, Opts, OtlpReceiver, SpanRecord};
 
 const WAIT: Duration = Duration::from_secs(15);
 const INCOMING_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const INCOMING_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-/// The connection manager's `tracing:` section, as in `envoy/demo.yaml`.
-fn tracing_yaml(service: &str) -> String {
+/// Span tags read from the filter state svcauth sets (`decision_tags` = `filter_state`, the
+/// default), as in `envoy/demo.yaml`. An unset filter state gives no tag at all.
+const FILTER_STATE_TAGS: &str = r#"custom_tags:
+- {tag: auth.decision, value: "%FILTER_STATE(wasm.svcauth_decision:PLAIN)%"}
+- {tag: auth.service, value: "%FILTER_STATE(wasm.svcauth_service:PLAIN)%"}
+- {tag: auth.reason, value: "%FILTER_STATE(wasm.svcauth_reason:PLAIN)%"}
+- {tag: auth.provider, value: "%FILTER_STATE(wasm.svcauth_provider:PLAIN)%"}
+"#;
+
+/// Span tags read from the request headers svcauth sets with `decision_tags` =
+/// `request_headers` (what Istio's Telemetry API can read).
+const HEADER_TAGS: &str = r#"custom_tags:
+- {tag: auth.decision, request_header: {name: x-svcauth-decision}}
+- {tag: auth.service, request_header: {name: x-svcauth-service}}
+- {tag: auth.reason, request_header: {name: x-svcauth-reason}}
+- {tag: auth.provider, request_header: {name: x-svcauth-provider}}
+"#;
+
+/// The connection manager's `tracing:` section, as in `envoy/demo.yaml`, with `custom_tags`.
+fn tracing_yaml(service: &str, custom_tags: &str) -> String {
     format!(
         r#"random_sampling: {{value: 100}}
 provider:
@@ -30,20 +52,19 @@ provider:
     "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
     grpc_service: {{envoy_grpc: {{cluster_name: jaeger}}, timeout: 2s}}
     service_name: {service}
-custom_tags:
-- {{tag: auth.decision, request_header: {{name: x-svcauth-decision}}}}
-- {{tag: auth.service, request_header: {{name: x-svcauth-service}}}}
-- {{tag: auth.reason, request_header: {{name: x-svcauth-reason}}}}
-- {{tag: auth.provider, request_header: {{name: x-svcauth-provider}}}}
-"#
+{custom_tags}"#
     )
 }
 
 fn traced_opts(upstream: &EchoUpstream, otlp: &OtlpReceiver) -> Opts {
+    traced_opts_with(upstream, otlp, FILTER_STATE_TAGS)
+}
+
+fn traced_opts_with(upstream: &EchoUpstream, otlp: &OtlpReceiver, custom_tags: &str) -> Opts {
     Opts::new(upstream.port())
         .env(fixtures::HMAC_ENV, fixtures::HMAC_SECRET)
         .grpc_cluster("jaeger", otlp.port())
-        .tracing(&tracing_yaml("svcauth-test"))
+        .tracing(&tracing_yaml("svcauth-test", custom_tags))
         // Export every span as soon as it ends (the default batches 5 spans or waits 5 s).
         .runtime("tracing.opentelemetry.min_flush_spans", "1")
         .runtime("tracing.opentelemetry.flush_interval_ms", "200")
@@ -196,7 +217,8 @@ fn spans_carry_the_decision_and_match_the_denial_log() {
     assert_eq!(span.attr("auth.reason"), Some("token_missing"));
     assert_eq!(span.attr("auth.service"), None);
 
-    // 5. A client cannot forge the tags: its x-svcauth-* headers are stripped before tagging.
+    // 5. A client cannot forge the tags: they are filter state, and its x-svcauth-* headers are
+    //    stripped anyway.
     let r = http(
         envoy.port(),
         "GET",
@@ -238,6 +260,305 @@ fn spans_carry_the_decision_and_match_the_denial_log() {
             "{s:#?}"
         );
     }
+}
+
+/// The request headers svcauth sets only with `"decision_tags": "request_headers"`.
+const TAG_HEADERS: [&str; 4] = [
+    "x-svcauth-decision",
+    "x-svcauth-service",
+    "x-svcauth-reason",
+    "x-svcauth-provider",
+];
+
+/// The span tags of the decision and the access-log fields that carry the same values.
+const DECISION_FIELDS: [(&str, &str); 4] = [
+    ("auth.decision", "decision"),
+    ("auth.service", "service"),
+    ("auth.reason", "reason"),
+    ("auth.provider", "provider"),
+];
+
+/// The decision tags of one span (or access log line), in [`DECISION_FIELDS`] order.
+type Tags<'a> = [Option<&'a str>; 4];
+
+/// [`Tags`] that own their text.
+type OwnedTags = [Option<String>; 4];
+
+/// `envoy/demo.yaml`'s connection manager.
+fn demo_hcm() -> Value {
+    let path = svcauth_tests::repo_root().join("envoy/demo.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: Value = serde_norway::from_str(&text).unwrap();
+    doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        .clone()
+}
+
+/// The JSON access log lines on Envoy's stdout (where `envoy/demo.yaml`'s access log writes).
+fn access_lines(envoy: &Envoy) -> Vec<Value> {
+    std::fs::read_to_string(envoy.dir().join("stdout.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("request_id").is_some())
+        .collect()
+}
+
+/// Waits for the access log line whose `request_id` is `id`.
+fn access_line_for(envoy: &Envoy, id: &str) -> Value {
+    let mut found = None;
+    svcauth_tests::wait_until(WAIT, || {
+        found = access_lines(envoy)
+            .into_iter()
+            .find(|v| v["request_id"] == id);
+        found.is_some()
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no access log line with request_id {id}; stdout:\n{}",
+            std::fs::read_to_string(envoy.dir().join("stdout.txt")).unwrap_or_default()
+        )
+    })
+}
+
+/// A text field of an access log line; `null` (an unset filter state) and absence are `None`.
+fn field<'a>(line: &'a Value, name: &str) -> Option<&'a str> {
+    match line.get(name) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .unwrap_or_else(|| panic!("{name} is not text: {line}")),
+        ),
+    }
+}
+
+/// The decision tags of a span, in [`DECISION_FIELDS`] order.
+fn span_tags(span: &SpanRecord) -> Tags<'_> {
+    DECISION_FIELDS.map(|(tag, _)| span.attr(tag))
+}
+
+#[test]
+fn the_access_log_joins_every_decision_to_its_span_without_a_traceparent() {
+    // envoy/demo.yaml's tags are the ones the other tests here use, and its access log is the
+    // one this test runs.
+    let hcm = demo_hcm();
+    let tags: Value = serde_norway::from_str(FILTER_STATE_TAGS).unwrap();
+    assert_eq!(
+        hcm["tracing"]["custom_tags"], tags["custom_tags"],
+        "envoy/demo.yaml custom_tags"
+    );
+    let access_log = &hcm["access_log"];
+    assert!(access_log.is_array(), "envoy/demo.yaml has an access_log");
+    let format = &access_log[0]["typed_config"]["log_format"]["json_format"];
+    assert_eq!(format["trace_id"], "%TRACE_ID%");
+    assert_eq!(format["request_id"], "%REQ(X-REQUEST-ID)%");
+    assert_eq!(format["status"], "%RESPONSE_CODE%");
+
+    let otlp = OtlpReceiver::start();
+    let upstream = EchoUpstream::start();
+    let opts = traced_opts(&upstream, &otlp).hcm_extra(&format!("access_log: {access_log}\n"));
+    let envoy = Envoy::start_plugin(&fixtures::config_json().to_string(), &opts);
+    let t = now();
+    let good = fixtures::token(Fixture::Ec256, &fixtures::claims_with(t, json!({})));
+    let no_scope = fixtures::token(
+        Fixture::Ec256,
+        &fixtures::claims_with(t, json!({"sub": "billing", "scope": "billing:read"})),
+    );
+    let bearer = |tok: &str| format!("Bearer {tok}");
+
+    // (request, status, the tags in DECISION_FIELDS order), none with a traceparent.
+    let cases: [(&str, Option<String>, u16, Tags); 3] = [
+        (
+            "/orders/1",
+            Some(bearer(&good)),
+            200,
+            [
+                Some("allow"),
+                Some("orders-service"),
+                None,
+                Some("internal"),
+            ],
+        ),
+        (
+            "/orders/2",
+            None,
+            401,
+            [Some("deny"), None, Some("token_missing"), None],
+        ),
+        (
+            "/orders/3",
+            Some(bearer(&no_scope)),
+            403,
+            [
+                Some("deny"),
+                Some("billing"),
+                Some("insufficient_scope"),
+                Some("internal"),
+            ],
+        ),
+    ];
+    for (path, auth, status, want) in &cases {
+        upstream.clear();
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let r = http(envoy.port(), "GET", path, &headers);
+        assert_eq!(r.status, *status, "{path}: {}", r.body);
+        let rid = if *status == 200 {
+            let seen = upstream.last_request().unwrap();
+            // The tags are filter state: none of them reaches the upstream as a header.
+            for h in TAG_HEADERS {
+                assert_eq!(seen.header(h), None, "{path}: {h} reached the upstream");
+            }
+            seen.header("x-request-id").unwrap().to_string()
+        } else {
+            // svcauth's own denial line cannot know the span's trace id ...
+            let rid = r.json()["request_id"].as_str().unwrap().to_string();
+            let denial = log_line_for(&envoy, &rid);
+            assert_eq!(denial["trace_id"], Value::Null, "{denial}");
+            rid
+        };
+        let span = span_for_request(&otlp, &rid);
+        assert_eq!(span.parent_span_id, "", "{path}: a root span: {span:#?}");
+        assert_eq!(span.http_status(), Some(*status), "{path}: {span:#?}");
+        assert_eq!(&span_tags(&span), want, "{path}: {span:#?}");
+        // ... the access log's line for the same request does, with the same decision.
+        let line = access_line_for(&envoy, &rid);
+        assert_eq!(
+            line["trace_id"],
+            span.trace_id.as_str(),
+            "{path}: {line} vs {span:#?}"
+        );
+        assert_eq!(line["status"], *status, "{path}: {line}");
+        let fields = DECISION_FIELDS.map(|(_, name)| field(&line, name));
+        assert_eq!(&fields, want, "{path}: {line}");
+    }
+    // Neither the access log nor the spans hold a token.
+    let out = std::fs::read_to_string(envoy.dir().join("stdout.txt")).unwrap();
+    for token in [&good, &no_scope] {
+        let sig = token.rsplit('.').next().unwrap();
+        assert!(
+            !out.contains(sig.get(..20).unwrap()),
+            "token in the access log"
+        );
+    }
+}
+
+/// The decision tags of five requests (allowed, open route with forged tag headers, no token,
+/// missing scope, bad signature) through an Envoy whose svcauth has `decision_tags` (absent: the
+/// default) and whose tracer reads `custom_tags`; and the tag headers the upstream got on the
+/// allowed one.
+fn tags_of_five_requests(
+    decision_tags: Option<&str>,
+    custom_tags: &str,
+) -> (Vec<OwnedTags>, Vec<(String, String)>) {
+    let otlp = OtlpReceiver::start();
+    let upstream = EchoUpstream::start();
+    let mut config = fixtures::config_json();
+    if let Some(mode) = decision_tags {
+        config["decision_tags"] = json!(mode);
+    }
+    let envoy = Envoy::start_plugin(
+        &config.to_string(),
+        &traced_opts_with(&upstream, &otlp, custom_tags),
+    );
+    let t = now();
+    let good = fixtures::token(Fixture::Ec256, &fixtures::claims_with(t, json!({})));
+    let no_scope = fixtures::token(
+        Fixture::Ec256,
+        &fixtures::claims_with(t, json!({"sub": "billing", "scope": "billing:read"})),
+    );
+    // A key in no JWK Set, under the fixture's kid: the signature does not verify.
+    let stranger = SigningKey::generate(Alg::ES256).unwrap();
+    let mut header = Map::new();
+    header.insert("kid".into(), Fixture::Ec256.kid().into());
+    let forged = sign(
+        &stranger,
+        Alg::ES256,
+        &header,
+        &fixtures::claims_with(t, json!({})),
+    )
+    .unwrap();
+    let forged_tags = [
+        ("x-svcauth-decision", "allow"),
+        ("x-svcauth-service", "admin-forged"),
+        ("x-svcauth-reason", "forged"),
+        ("x-svcauth-provider", "forged"),
+    ];
+    let mut tags = Vec::new();
+    let mut leaked = Vec::new();
+    let requests: [(&str, Option<&str>, u16); 5] = [
+        ("/orders/1", Some(&good), 200),
+        ("/health", None, 200),
+        ("/orders/2", None, 401),
+        ("/orders/3", Some(&no_scope), 403),
+        ("/orders/4", Some(&forged), 401),
+    ];
+    for (path, token, status) in requests {
+        upstream.clear();
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = forged_tags.to_vec();
+        if let Some(a) = &auth {
+            headers.push(("authorization", a));
+        }
+        let r = http(envoy.port(), "GET", path, &headers);
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        let rid = if status == 200 {
+            let seen = upstream.last_request().unwrap();
+            if path == "/orders/1" {
+                for h in TAG_HEADERS {
+                    for v in seen.header_all(h) {
+                        leaked.push((h.to_string(), v.to_string()));
+                    }
+                }
+            }
+            seen.header("x-request-id").unwrap().to_string()
+        } else {
+            r.json()["request_id"].as_str().unwrap().to_string()
+        };
+        let span = span_for_request(&otlp, &rid);
+        tags.push(span_tags(&span).map(|v| v.map(str::to_string)));
+    }
+    (tags, leaked)
+}
+
+#[test]
+fn request_header_tags_give_the_same_span_tags_and_reach_the_upstream() {
+    let some = |v: &str| Some(v.to_string());
+    let want: Vec<OwnedTags> = vec![
+        [
+            some("allow"),
+            some("orders-service"),
+            None,
+            some("internal"),
+        ],
+        [some("allow"), some("anonymous"), None, None],
+        [some("deny"), None, some("token_missing"), None],
+        [
+            some("deny"),
+            some("billing"),
+            some("insufficient_scope"),
+            some("internal"),
+        ],
+        // A signature that does not verify names no caller.
+        [some("deny"), None, some("bad_signature"), some("internal")],
+    ];
+    let (state, state_leaked) = tags_of_five_requests(None, FILTER_STATE_TAGS);
+    assert_eq!(state, want, "decision_tags: filter_state (the default)");
+    assert_eq!(state_leaked, Vec::<(String, String)>::new());
+    let (headers, headers_leaked) = tags_of_five_requests(Some("request_headers"), HEADER_TAGS);
+    assert_eq!(headers, want, "decision_tags: request_headers");
+    // With request headers the tags also reach the upstream of an allowed request (the
+    // filter's values: the client's copies are stripped).
+    let pair = |h: &str, v: &str| (h.to_string(), v.to_string());
+    assert_eq!(
+        headers_leaked,
+        [
+            pair("x-svcauth-decision", "allow"),
+            pair("x-svcauth-service", "orders-service"),
+            pair("x-svcauth-provider", "internal"),
+        ]
+    );
 }
 
 #[test]
