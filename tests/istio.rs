@@ -1,8 +1,8 @@
-//! Istio: the manifests in `envoy/istio/` (WasmPlugin, EnvoyFilter, TrafficExtension, tracing,
-//! path and header hardening, the global rate limit) are valid for Istio's own CRD schemas
-//! (1.30.3, `tests/fixtures/istio/`), their Envoy side passes `envoy --mode validate` and serves
-//! real traffic with the pluginConfig as written, and `scripts/oci` packs the module into a
-//! reproducible image that Istio's fetcher can read.
+//! Istio: the manifests in `envoy/istio/` (WasmPlugin, EnvoyFilter, TrafficExtension, tracing
+//! and its span tags, path and header hardening, the global rate limit) are valid for Istio's
+//! own CRD schemas (1.30.3, `tests/fixtures/istio/`), their Envoy side passes `envoy --mode
+//! validate` and serves real traffic with the pluginConfig as written, and `scripts/oci` packs
+//! the module into a reproducible image that Istio's fetcher can read.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,14 +15,18 @@ mod istio_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
+use std::time::Duration;
 
 use istio_support::*;
 use serde_json::{json, Map, Value};
-use svcauth_filter::config::{TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE};
+use svcauth_filter::config::{
+    PROP_DECISION, PROP_PROVIDER, PROP_REASON, PROP_SERVICE, TAG_DECISION, TAG_PROVIDER,
+    TAG_REASON, TAG_SERVICE,
+};
 use svcauth_filter::fixtures::{signing_key, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, SigningKey};
-use svcauth_tests::{http, now, repo_root, wasm_path, EchoUpstream, Envoy, RunDir};
+use svcauth_tests::{http, now, repo_root, wasm_path, EchoUpstream, Envoy, OtlpReceiver, RunDir};
 
 /// The manifests' HMAC secret variable, read by the plugin from the sidecar's environment
 /// (`vmConfig.env` `valueFrom: HOST`), and the value the tests put there.
@@ -35,12 +39,13 @@ const BATCH_ISSUER: &str = "https://batch.example.internal";
 /// The example key in the manifests' inline JWKS: filter/fixtures/rsa-a.pem, kid "demo-rsa".
 const EXAMPLE_KID: &str = "demo-rsa";
 
-const CRD_MANIFESTS: [&str; 5] = [
+const CRD_MANIFESTS: [&str; 6] = [
     "wasmplugin.yaml",
     "envoyfilter.yaml",
     "trafficextension.yaml",
     "hardening.yaml",
     "global-ratelimit.yaml",
+    "tracing-tags.yaml",
 ];
 
 // ------------------------------------------------------------------ schemas -------------------
@@ -458,73 +463,222 @@ fn a_module_envoy_cannot_load_is_refused_not_skipped() {
     );
 }
 
-/// telemetry.yaml + mesh-config.yaml as istiod renders them into the inbound connection
-/// manager: the OpenTelemetry tracer (OTLP/gRPC to the collector's cluster) with the svcauth
-/// custom tags read from the request headers the filter sets.
+/// tracing-tags.yaml's single patch, checked for where it applies; the connection manager
+/// fields it merges.
+fn tracing_tags_patch() -> Value {
+    let ef = manifest("tracing-tags.yaml");
+    let wp = manifest("wasmplugin.yaml");
+    assert_eq!(
+        ef["spec"]["workloadSelector"]["labels"], wp["spec"]["selector"]["matchLabels"],
+        "the workloads that run svcauth"
+    );
+    let patches = ef["spec"]["configPatches"].as_array().unwrap();
+    assert_eq!(patches.len(), 1);
+    let p = &patches[0];
+    assert_eq!(p["applyTo"], "NETWORK_FILTER");
+    assert_eq!(p["match"]["context"], "SIDECAR_INBOUND");
+    assert_eq!(
+        p["match"]["listener"]["filterChain"]["filter"]["name"],
+        "envoy.filters.network.http_connection_manager"
+    );
+    assert_eq!(p["patch"]["operation"], "MERGE");
+    let mut fields = p["patch"]["value"]["typed_config"].clone();
+    assert_eq!(fields["@type"], HCM_TYPE);
+    fields.as_object_mut().unwrap().remove("@type");
+    fields
+}
+
+/// mesh-config.yaml + telemetry.yaml as istiod renders them into the inbound connection
+/// manager (the OpenTelemetry tracer, OTLP/gRPC to the collector's cluster, with one of the
+/// tags istiod adds itself), tracing-tags.yaml merged into it, and the WasmPlugin with its
+/// pluginConfig as written: the spans a real Envoy exports carry svcauth's decision, read from
+/// its filter state, for allowed and denied requests; the app gets none of the tag headers.
 #[test]
-fn the_tracing_manifests_render_into_a_valid_envoy_tracing_config() {
+fn the_tracing_manifests_tag_spans_with_the_decision_in_envoy() {
     host_env();
     let mesh = yaml_docs(&read(&manifest_path("mesh-config.yaml")));
     let provider = &mesh[0]["spec"]["meshConfig"]["extensionProviders"][0];
-    let telemetry = yaml_docs(&read(&manifest_path("telemetry.yaml")));
-    let tracing = &telemetry[0]["spec"]["tracing"][0];
+    let telemetry = manifest("telemetry.yaml");
+    assert_eq!(
+        telemetry["spec"]["selector"]["matchLabels"],
+        manifest("wasmplugin.yaml")["spec"]["selector"]["matchLabels"]
+    );
+    let tracing = &telemetry["spec"]["tracing"][0];
     assert_eq!(tracing["providers"][0]["name"], provider["name"]);
+    // Header tags would only ever show their defaults: svcauth writes no decision header by
+    // default.
+    assert_eq!(tracing.get("customTags"), None, "telemetry.yaml customTags");
     let otel = &provider["opentelemetry"];
     assert_eq!(otel["port"], 4317, "OTLP/gRPC");
 
-    let mut headers: Vec<&str> = Vec::new();
-    let mut custom_tags = Vec::new();
-    for (tag, spec) in tracing["customTags"].as_object().unwrap() {
-        let header = spec["header"]["name"].as_str().unwrap();
-        headers.push(header);
-        custom_tags.push(json!({"tag": tag, "request_header": {
-            "name": header, "default_value": spec["header"]["defaultValue"]}}));
-    }
-    headers.sort_unstable();
-    let mut want = [TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE];
+    // The tags read the four filter states svcauth sets (wasm.<property name>).
+    let patch = tracing_tags_patch();
+    let tags = patch["tracing"]["custom_tags"].as_array().unwrap();
+    let mut states: Vec<String> = tags
+        .iter()
+        .map(|t| {
+            let value = t["value"].as_str().unwrap();
+            let inner = value
+                .strip_prefix("%FILTER_STATE(wasm.")
+                .and_then(|v| v.strip_suffix(":PLAIN)%"))
+                .unwrap_or_else(|| panic!("not a filter state formatter: {t}"));
+            assert_eq!(
+                t["tag"].as_str().unwrap(),
+                inner.replace("svcauth_", "svcauth."),
+                "{t}"
+            );
+            inner.to_string()
+        })
+        .collect();
+    states.sort_unstable();
+    let mut want = [PROP_DECISION, PROP_PROVIDER, PROP_REASON, PROP_SERVICE];
     want.sort_unstable();
     assert_eq!(
-        headers, want,
-        "telemetry.yaml tags every header svcauth sets"
+        states, want,
+        "tracing-tags.yaml tags every filter state svcauth sets"
     );
 
+    let otlp = OtlpReceiver::start();
     let cluster = format!(
         "outbound|{}||{}",
         otel["port"],
         otel["service"].as_str().unwrap()
     );
-    let hcm_tracing = json!({"tracing": {
+    let mut hcm = json!({"tracing": {
         "random_sampling": {"value": tracing["randomSamplingPercentage"]},
-        "custom_tags": custom_tags,
+        "custom_tags": [{"tag": "istio.namespace", "literal": {"value": "orders"}}],
         "provider": {
             "name": "envoy.tracers.opentelemetry",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
-                "grpc_service": {"envoy_grpc": {"cluster_name": cluster}, "timeout": "1s"},
+                // istiod names the collector's host as the authority (a cluster name with
+                // `|` is no valid :authority, and a gRPC server refuses it).
+                "grpc_service": {
+                    "envoy_grpc": {"cluster_name": cluster, "authority": otel["service"]},
+                    "timeout": "1s"
+                },
                 "service_name": "orders.orders"
             }
         }
     }});
+    proto_merge(&mut hcm, &patch);
+    let rendered = hcm["tracing"]["custom_tags"].as_array().unwrap();
+    assert_eq!(rendered.len(), 5, "appended to istiod's tags: {rendered:?}");
+    assert_eq!(
+        hcm["tracing"]["provider"]["name"],
+        "envoy.tracers.opentelemetry"
+    );
+
     let dir = RunDir::new();
     let module = module_from_oci_image(&dir);
     let doc = manifest("wasmplugin.yaml");
     let filter = render_wasm_filter("orders", "svcauth", &doc["spec"], &module);
     let upstream = EchoUpstream::start();
-    // Nothing listens on the collector's port: spans are dropped, requests are unaffected.
-    let collector = loopback_cluster(&cluster, 9, true);
-    let bootstrap = sidecar_bootstrap(&[filter], upstream.port(), &hcm_tracing, &[collector]);
+    let collector = loopback_cluster(&cluster, otlp.port(), true);
+    let text = sidecar_bootstrap(&[filter], upstream.port(), &hcm, &[collector]);
+    // Export each span as it ends (the tracer's default batches 5 spans or waits 5 s).
+    let mut bootstrap: Value = serde_json::from_str(&text).unwrap();
+    bootstrap["layered_runtime"] = json!({"layers": [{"name": "static", "static_layer": {
+        "tracing.opentelemetry.min_flush_spans": 1,
+        "tracing.opentelemetry.flush_interval_ms": 200}}]});
+    let bootstrap = bootstrap.to_string();
     let (ok, output) = Envoy::validate(&bootstrap);
     assert!(ok, "{}", svcauth_tests::tail(&output, 30));
     let envoy = Envoy::start(&bootstrap);
-    assert_eq!(http(envoy.port(), "GET", "/orders/1", &[]).status, 401);
-    let bearer = format!("Bearer {}", mesh_token("orders:read"));
-    let resp = http(
-        envoy.port(),
-        "GET",
-        "/orders/1",
-        &[("authorization", &bearer)],
-    );
-    assert_eq!(resp.status, 200, "{}", resp.body);
+
+    let reader = format!("Bearer {}", mesh_token("orders:read"));
+    let batch = format!("Bearer {}", batch_token());
+    // (method, path, authorization, status, svcauth.decision/service/reason/provider)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, u16, [Option<&'a str>; 4]);
+    let cases: [Case; 5] = [
+        (
+            "GET",
+            "/orders/1",
+            Some(&reader),
+            200,
+            [Some("allow"), Some("checkout"), None, Some("mesh-auth")],
+        ),
+        (
+            "POST",
+            "/orders",
+            Some(&batch),
+            200,
+            [
+                Some("allow"),
+                Some("nightly-reconcile"),
+                None,
+                Some("batch-jobs"),
+            ],
+        ),
+        (
+            "GET",
+            "/healthz",
+            None,
+            200,
+            [Some("allow"), Some("anonymous"), None, None],
+        ),
+        (
+            "GET",
+            "/orders/1",
+            None,
+            401,
+            [Some("deny"), None, Some("token_missing"), None],
+        ),
+        (
+            "POST",
+            "/admin/rotate",
+            Some(&reader),
+            403,
+            [
+                Some("deny"),
+                Some("checkout"),
+                Some("insufficient_scope"),
+                Some("mesh-auth"),
+            ],
+        ),
+    ];
+    for (method, path, auth, status, want) in cases {
+        upstream.clear();
+        let mut headers = vec![
+            ("x-svcauth-decision", "allow"),
+            ("x-svcauth-service", "forged"),
+        ];
+        if let Some(a) = auth {
+            headers.push(("authorization", a));
+        }
+        let resp = http(envoy.port(), method, path, &headers);
+        assert_eq!(resp.status, status, "{method} {path}: {}", resp.body);
+        let rid = if status == 200 {
+            let seen = upstream.last_request().unwrap();
+            for h in [TAG_DECISION, TAG_SERVICE, TAG_REASON, TAG_PROVIDER] {
+                assert_eq!(seen.header(h), None, "{method} {path}: {h} reached the app");
+            }
+            seen.header("x-request-id").unwrap().to_string()
+        } else {
+            resp.json()["request_id"].as_str().unwrap().to_string()
+        };
+        let span = otlp
+            .wait_for(Duration::from_secs(15), |s| {
+                s.attr("guid:x-request-id") == Some(rid.as_str())
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{method} {path}: no span; got {:#?}; stats:\n{}",
+                    otlp.spans(),
+                    envoy.admin("/stats?filter=tracing|outbound").body
+                )
+            });
+        assert_eq!(span.http_status(), Some(status), "{span:#?}");
+        let got = [
+            "svcauth.decision",
+            "svcauth.service",
+            "svcauth.reason",
+            "svcauth.provider",
+        ]
+        .map(|t| span.attr(t));
+        assert_eq!(got, want, "{method} {path}: {span:#?}");
+        assert_eq!(span.attr("istio.namespace"), Some("orders"), "{span:#?}");
+    }
 }
 
 // ------------------------------------------------------------------ hardening -----------------
