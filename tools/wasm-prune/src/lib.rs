@@ -8,7 +8,10 @@
 //! `call_indirect` may reach any of them) or named by `ref.func` in a constant expression, and,
 //! transitively, every `call`, `return_call` and `ref.func` in a reached body. Non-function
 //! exports (the memory) always stay. A `name` custom section is dropped (its function indices
-//! would be stale); other custom sections are copied as they are. The output is validated.
+//! would be stale); other custom sections are copied as they are. Every run validates the output
+//! and checks that each kept body has the original's locals and instructions, in order, with
+//! only function indices renumbered (an error otherwise). Sizes still shrink beyond the removed
+//! code: the linker pads call immediates to 5-byte LEB128s, re-encoding writes them minimal.
 
 use std::collections::BTreeSet;
 
@@ -316,6 +319,8 @@ pub fn prune(wasm: &[u8], keep: &[&str]) -> Result<Report, String> {
     Validator::new()
         .validate_all(&out)
         .map_err(|e| format!("the pruned module does not validate (a bug in wasm-prune): {e}"))?;
+    same_code(&s, &out, &re.map)
+        .map_err(|e| format!("the pruned module's code differs (a bug in wasm-prune): {e}"))?;
 
     let mut removed: Vec<String> = exported
         .difference(&keep)
@@ -333,6 +338,81 @@ pub fn prune(wasm: &[u8], keep: &[&str]) -> Result<Report, String> {
         function_imports: (imported_len, kept_imports),
         dropped_custom_sections: re.dropped_custom_sections,
     })
+}
+
+/// `op` with its function index (if any) renumbered by `map`.
+fn renumbered<'a>(op: Operator<'a>, map: &[Option<u32>]) -> Result<Operator<'a>, String> {
+    let new = |f: u32| {
+        usize::try_from(f)
+            .ok()
+            .and_then(|i| map.get(i).copied().flatten())
+            .ok_or_else(|| format!("a kept body references removed function {f}"))
+    };
+    Ok(match op {
+        Operator::Call { function_index } => Operator::Call {
+            function_index: new(function_index)?,
+        },
+        Operator::ReturnCall { function_index } => Operator::ReturnCall {
+            function_index: new(function_index)?,
+        },
+        Operator::RefFunc { function_index } => Operator::RefFunc {
+            function_index: new(function_index)?,
+        },
+        other => other,
+    })
+}
+
+/// Checks that every kept body of the pruned module `out` is the original's: the same locals and
+/// the same instructions in the same order, function indices renumbered by `map`.
+fn same_code(s: &Scan<'_>, out: &[u8], map: &[Option<u32>]) -> Result<(), String> {
+    let mut pruned = Vec::new();
+    for payload in Parser::new(0).parse_all(out) {
+        if let Payload::CodeSectionEntry(body) = payload.map_err(|e| e.to_string())? {
+            pruned.push(body);
+        }
+    }
+    let mut pruned = pruned.iter();
+    for (i, old) in (0u32..).zip(&s.bodies) {
+        let f = s.imported_funcs + i;
+        let kept = usize::try_from(f)
+            .ok()
+            .and_then(|i| map.get(i))
+            .is_some_and(Option::is_some);
+        if !kept {
+            continue;
+        }
+        let new = pruned
+            .next()
+            .ok_or_else(|| format!("function {f} has no body"))?;
+        let locals = |b: &FunctionBody<'_>| -> Result<Vec<(u32, wasmparser::ValType)>, String> {
+            b.get_locals_reader()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())
+        };
+        if locals(old)? != locals(new)? {
+            return Err(format!("function {f}: locals differ"));
+        }
+        let mut a = old.get_operators_reader().map_err(|e| e.to_string())?;
+        let mut b = new.get_operators_reader().map_err(|e| e.to_string())?;
+        loop {
+            match (a.eof(), b.eof()) {
+                (true, true) => break,
+                (false, false) => {}
+                _ => return Err(format!("function {f}: instruction counts differ")),
+            }
+            let want = renumbered(a.read().map_err(|e| e.to_string())?, map)?;
+            let got = b.read().map_err(|e| e.to_string())?;
+            if want != got {
+                return Err(format!("function {f}: {want:?} became {got:?}"));
+            }
+        }
+    }
+    if pruned.next().is_some() {
+        return Err("more bodies than kept functions".into());
+    }
+    Ok(())
 }
 
 /// The names of a module's exports, in section order (for tests and the CLI's `--list`).
@@ -457,6 +537,20 @@ mod tests {
         // Pruning twice gives the same bytes.
         let again = prune(&r.wasm, &["a", "c"]).unwrap();
         assert_eq!(again.wasm, r.wasm);
+    }
+
+    #[test]
+    fn the_code_check_catches_a_wrong_renumbering() {
+        let input = module();
+        let r = prune(&input, &["a"]).unwrap();
+        let s = scan(&input).unwrap();
+        // The right map: used 0, a 1, b 2, e 3.
+        let good = [Some(0), None, Some(1), Some(2), None, None, Some(3), None];
+        same_code(&s, &r.wasm, &good).unwrap();
+        // b and e swapped: a's `call b` no longer matches.
+        let bad = [Some(0), None, Some(1), Some(3), None, None, Some(2), None];
+        let e = same_code(&s, &r.wasm, &bad).unwrap_err();
+        assert!(e.contains("function 2"), "{e}");
     }
 
     #[test]
