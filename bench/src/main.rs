@@ -4,7 +4,9 @@
 //! svcauth-bench tokens DIR [--distinct N]      token sets (one token a line) for wrk
 //! svcauth-bench envoy-config KIND --port P --admin-port A [--wasm PATH]
 //!                                              an Envoy bootstrap on stdout; KIND is one of
-//!                                              none | jwt_authn | jwt_authn_nocache | svcauth
+//!                                              none | wasm_empty | jwt_authn | jwt_authn_nocache
+//!                                              | svcauth (--wasm: the module of wasm_empty or
+//!                                              svcauth)
 //! svcauth-bench decide-loop MODE [--iters N]   a native loop over `decide` for perf/callgrind;
 //!                                              MODE is hit | miss-rs256 | miss-es256 | miss-hs256
 //! ```
@@ -13,7 +15,8 @@
 //! `direct_response` 200 (the same "upstream" for all), no access log, default stats. The auth
 //! settings are the same for `jwt_authn` (+ RBAC) and svcauth: issuer, audience, the fixture
 //! keys (RSA `rsa-a`, EC P-256 `ec256`, the fixture HMAC secret) and the scope rule
-//! "`orders:read` or `orders:write`".
+//! "`orders:read` or `orders:write`". `wasm_empty` is the floor: the same wasm filter block as
+//! svcauth (V8, fail closed) loading `bench/empty-filter` (an SDK filter that only continues).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -54,7 +57,11 @@ fn run(args: &[String]) -> Result<(), String> {
             let port: u16 = flag(rest, "--port")?.ok_or("--port is required")?;
             let admin: u16 = flag(rest, "--admin-port")?.ok_or("--admin-port is required")?;
             let wasm: PathBuf = flag(rest, "--wasm")?.unwrap_or_else(|| {
-                PathBuf::from("target/wasm32-wasip1/release/svcauth_filter.wasm")
+                PathBuf::from(if kind == "wasm_empty" {
+                    "target/wasm32-wasip1/release/svcauth_empty_filter.wasm"
+                } else {
+                    "target/wasm32-wasip1/release/svcauth_filter.wasm"
+                })
             });
             let yaml = envoy_config(kind, port, admin, &wasm)?;
             std::io::stdout()
@@ -320,10 +327,25 @@ fn envoy_config(kind: &str, port: u16, admin: u16, wasm: &Path) -> Result<String
             secret = yq(HMAC_SECRET),
             config = yq(&svcauth_config().to_string()),
         ),
+        "wasm_empty" => format!(
+            r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: empty
+                root_id: empty
+                fail_open: false
+                vm_config:
+                  vm_id: empty
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: {wasm}}}}}
+"#,
+            wasm = yq(&wasm.display().to_string()),
+        ),
         other => {
             return Err(format!(
-                "unknown kind {other:?} (none | jwt_authn | jwt_authn_nocache | svcauth)"
-            ))
+            "unknown kind {other:?} (none | wasm_empty | jwt_authn | jwt_authn_nocache | svcauth)"
+        ))
         }
     };
     let mut y = String::new();
