@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 
 use lexopt::Arg::{Long, Short, Value as Pos};
-use svcauth_filter::config::{Action, Config, PathMatch, Provider, Rule};
+use svcauth_filter::config::{Action, Config, JwksSource, PathMatch, Provider, Rule};
 use svcauth_filter::jwk::KeyMaterial;
 
 use crate::args;
@@ -28,7 +28,9 @@ svcauth config check: validate a plugin configuration as the filter's on_configu
 
 Usage: svcauth config check FILE [--env-file F]
 
-Runs the filter's own Config::from_json. Prints `ok: N providers, M rules` and exits 0, or
+Runs the filter's own Config::from_json. Prints `ok: N providers, M rules` (then, for providers
+with remote_jwks, where their keys are fetched: the path, or with OIDC discovery the document,
+the issuer it must name, the hosts its jwks_uri may name, and the limits) and exits 0, or
 prints the message the filter logs when it refuses the config at load
 (`svcauth: invalid configuration: <field>: <problem>`) and exits 2.
 
@@ -114,9 +116,10 @@ pub fn check(argv: Vec<OsString>) -> CmdResult {
     };
     let config = load(&file, env_file.as_deref())?;
     out(&format!(
-        "ok: {}, {}\n",
+        "ok: {}, {}\n{}",
         plural(config.providers.len(), "provider"),
-        plural(config.rules.len(), "rule")
+        plural(config.rules.len(), "rule"),
+        remote_keys(&config)
     ));
     Ok(0)
 }
@@ -274,6 +277,11 @@ pub fn services(argv: Vec<OsString>) -> CmdResult {
         ]);
     }
     s.push_str(&indent(&table(&rows)));
+    if let Some(remote) = remote_keys(&config).strip_suffix('\n') {
+        s.push('\n');
+        s.push_str(remote);
+        s.push('\n');
+    }
     s.push_str(&format!(
         "\nrules ({}; first match wins, a request that matches none is denied):\n",
         config.rules.len()
@@ -301,4 +309,77 @@ pub fn services(argv: Vec<OsString>) -> CmdResult {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// Where providers with `remote_jwks` fetch their keys (with OIDC discovery: the document, the
+/// issuer it must name, the hosts its `jwks_uri` may name); empty when no provider does.
+pub fn remote_keys(config: &Config) -> String {
+    let mut s = String::new();
+    for p in &config.providers {
+        let Some(r) = &p.remote_jwks else {
+            continue;
+        };
+        if s.is_empty() {
+            s.push_str("remote keys:\n");
+        }
+        let keys = format!(
+            "at most {} bytes, timeout {} ms, refreshed every {} s, refetched for an unknown kid at most every {} s",
+            r.max_bytes, r.timeout_ms, r.refresh_seconds, r.refetch_interval_seconds
+        );
+        match &r.source {
+            JwksSource::Fixed { path, authority } => s.push_str(&format!(
+                "  {}: GET {path} via cluster {}, authority {authority}\n    keys:     {keys}\n",
+                p.name, r.cluster
+            )),
+            JwksSource::Discovery(d) => s.push_str(&format!(
+                "  {}: OIDC discovery\n    \
+                 document: GET {} via cluster {}, authority {}, at most {} bytes, timeout {} ms, rediscovered every {} s\n    \
+                 issuer:   must be exactly {}\n    \
+                 jwks_uri: host one of {}; keys via cluster {}\n    \
+                 keys:     {keys}\n",
+                p.name,
+                d.path,
+                r.cluster,
+                d.authority,
+                d.max_bytes,
+                d.timeout_ms,
+                d.refresh_seconds,
+                p.issuer,
+                d.allowed_jwks_hosts.join(", "),
+                d.jwks_cluster,
+            )),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod remote_keys_tests {
+    use super::*;
+
+    fn config(remote: serde_json::Value) -> Config {
+        let v = serde_json::json!({
+            "providers": {"idp": {"issuer": "https://auth.internal/realms/a", "remote_jwks": remote}},
+            "rules": [{"match": {"prefix": "/"}, "requires": {}}]
+        });
+        Config::from_json(v.to_string().as_bytes(), &|_| None).unwrap()
+    }
+
+    #[test]
+    fn discovery_settings_are_listed_with_their_defaults() {
+        let c =
+            config(serde_json::json!({"cluster": "idp", "discovery": {"jwks_cluster": "keys"}}));
+        assert_eq!(
+            remote_keys(&c),
+            "remote keys:\n  idp: OIDC discovery\n    \
+             document: GET /realms/a/.well-known/openid-configuration via cluster idp, authority auth.internal, at most 32768 bytes, timeout 1500 ms, rediscovered every 3600 s\n    \
+             issuer:   must be exactly https://auth.internal/realms/a\n    \
+             jwks_uri: host one of auth.internal; keys via cluster keys\n    \
+             keys:     at most 65536 bytes, timeout 1500 ms, refreshed every 300 s, refetched for an unknown kid at most every 10 s\n"
+        );
+        let c = config(serde_json::json!({"cluster": "jwks"}));
+        assert!(remote_keys(&c).starts_with(
+            "remote keys:\n  idp: GET /.well-known/jwks.json via cluster jwks, authority jwks\n"
+        ));
+    }
 }

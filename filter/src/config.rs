@@ -117,6 +117,9 @@ struct RawRemoteJwks {
     refetch_interval_seconds: Option<u64>,
     #[serde(default)]
     max_waiting: Option<usize>,
+    /// `true`, `false` or an object ([`crate::discovery::RawDiscovery`]).
+    #[serde(default)]
+    discovery: Option<crate::discovery::RawDiscoveryOpt>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,18 +197,32 @@ pub struct TokenSource {
 /// Where and how often a provider's JWK Set is fetched (through an Envoy cluster).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteJwks {
+    /// The cluster of the JWKS fetch, or with discovery of the discovery document's.
     pub cluster: String,
-    pub path: String,
-    pub authority: String,
+    /// Where the JWK Set is: a fixed path, or found by OIDC discovery.
+    pub source: JwksSource,
+    /// JWKS refresh interval.
     pub refresh_seconds: u64,
+    /// JWKS fetch timeout.
     pub timeout_ms: u64,
-    /// Larger responses are refused before their body is read.
+    /// Larger JWKS responses are refused before their body is read.
     pub max_bytes: usize,
     /// At most one refetch for an unknown `kid` per this many seconds, per worker VM.
     pub refetch_interval_seconds: u64,
     /// At most this many requests of one worker VM wait for a refetch; beyond, deny at once.
     pub max_waiting: usize,
 }
+
+/// Where a remote JWK Set is fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// `GET path` from [`RemoteJwks::cluster`] with this `:authority`.
+    Fixed { path: String, authority: String },
+    /// The `jwks_uri` of the issuer's discovery document.
+    Discovery(Discovery),
+}
+
+pub use crate::discovery::Discovery;
 
 /// One issuer's verification settings.
 #[derive(Debug)]
@@ -597,7 +614,7 @@ fn compile_provider(
     }
     let remote_jwks = match rp.remote_jwks {
         None => None,
-        Some(r) => Some(compile_remote(name, r)?),
+        Some(r) => Some(compile_remote(name, &issuer, r)?),
     };
     if keys.is_empty() && remote_jwks.is_none() {
         return err(
@@ -748,25 +765,10 @@ fn compile_provider(
     })
 }
 
-fn compile_remote(name: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
+fn compile_remote(name: &str, issuer: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
     let at = |field: &str| format!("providers.{name}.remote_jwks.{field}");
     if r.cluster.is_empty() {
         return err(at("cluster"), "must name an Envoy cluster");
-    }
-    let path = r.path.unwrap_or_else(|| "/.well-known/jwks.json".into());
-    if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
-        return err(at("path"), format!("{path:?} must be an absolute path"));
-    }
-    let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
-    if authority.is_empty()
-        || authority
-            .chars()
-            .any(|c| c.is_control() || c == ' ' || c == '/')
-    {
-        return err(
-            at("authority"),
-            format!("{authority:?} is not a host[:port]"),
-        );
     }
     let refresh_seconds = r.refresh_seconds.unwrap_or(300);
     if !(1..=86_400).contains(&refresh_seconds) {
@@ -788,10 +790,54 @@ fn compile_remote(name: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigErro
     if !(1..=65_536).contains(&max_waiting) {
         return err(at("max_waiting"), "must be between 1 and 65536");
     }
+    let check_authority = |authority: &str| {
+        if authority.is_empty()
+            || authority
+                .chars()
+                .any(|c| c.is_control() || c == ' ' || c == '/')
+        {
+            return err(
+                at("authority"),
+                format!("{authority:?} is not a host[:port]"),
+            );
+        }
+        Ok(())
+    };
+    let source = match r.discovery {
+        None | Some(crate::discovery::RawDiscoveryOpt::Off) => {
+            let path = r.path.unwrap_or_else(|| "/.well-known/jwks.json".into());
+            if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
+                return err(at("path"), format!("{path:?} must be an absolute path"));
+            }
+            let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
+            check_authority(&authority)?;
+            JwksSource::Fixed { path, authority }
+        }
+        Some(crate::discovery::RawDiscoveryOpt::On(d)) => {
+            if r.path.is_some() {
+                return err(
+                    at("path"),
+                    "not with discovery: the JWKS path is the discovery document's jwks_uri (discovery.path is the document's own path)",
+                );
+            }
+            if let Some(a) = &r.authority {
+                check_authority(a)?;
+            }
+            let d = crate::discovery::compile(
+                &format!("providers.{name}.remote_jwks"),
+                d,
+                issuer,
+                &r.cluster,
+                r.authority,
+                timeout_ms,
+            )
+            .map_err(ConfigError)?;
+            JwksSource::Discovery(d)
+        }
+    };
     Ok(RemoteJwks {
         cluster: r.cluster,
-        path,
-        authority,
+        source,
         refresh_seconds,
         timeout_ms,
         max_bytes,

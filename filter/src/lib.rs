@@ -30,6 +30,7 @@
 pub mod cache;
 pub mod config;
 pub mod decide;
+pub mod discovery;
 pub mod hostcrypto;
 pub mod jwk;
 pub mod jws;
@@ -48,6 +49,8 @@ pub mod mint;
 
 #[cfg(test)]
 mod decide_tests;
+#[cfg(test)]
+mod discovery_tests;
 #[cfg(test)]
 mod doors_tests;
 #[cfg(test)]

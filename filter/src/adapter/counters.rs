@@ -51,6 +51,9 @@ pub struct Counters {
     pub signature_wasm: Counter,
     pub jwks_fetch_success: Counter,
     pub jwks_fetch_failed: Counter,
+    /// OIDC discovery documents used / refused (fetch failed, wrong issuer, bad `jwks_uri`).
+    pub discovery_success: Counter,
+    pub discovery_failed: Counter,
     /// Per provider (index-aligned): a gauge of the fetched keys' age, for remote providers.
     pub jwks_age: Vec<Option<u32>>,
 }
@@ -75,6 +78,8 @@ impl Counters {
             signature_wasm: c("svcauth.signature_wasm"),
             jwks_fetch_success: c("svcauth.jwks_fetch_success"),
             jwks_fetch_failed: c("svcauth.jwks_fetch_failed"),
+            discovery_success: c("svcauth.discovery_success"),
+            discovery_failed: c("svcauth.discovery_failed"),
             jwks_age: config
                 .providers
                 .iter()
@@ -112,6 +117,14 @@ impl Counters {
         }
     }
 
+    pub fn discovery(&self, ok: bool) {
+        if ok {
+            self.discovery_success.bump()
+        } else {
+            self.discovery_failed.bump()
+        }
+    }
+
     /// Records how old provider `p`'s fetched keys are (a gauge: written at once, on the tick).
     pub fn jwks_age(&self, host: &dyn Host, p: usize, seconds: i64) {
         if let Some(Some(id)) = self.jwks_age.get(p) {
@@ -130,6 +143,8 @@ impl Counters {
             &self.signature_wasm,
             &self.jwks_fetch_success,
             &self.jwks_fetch_failed,
+            &self.discovery_success,
+            &self.discovery_failed,
         ] {
             c.flush(host);
         }

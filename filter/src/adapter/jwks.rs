@@ -5,14 +5,20 @@
 //! source, the last good body with its fetch time, and a lease so that one VM fetches while the
 //! others read what it published. Every VM reads the shared copy on its tick.
 //!
-//! Uses: `state` (the VM's shared state and its host), `lease`, and the core's `config` and
-//! `keys`.
+//! With OIDC discovery the same lease covers two fetches: the discovery document (when no
+//! `jwks_uri` is known, or when rediscovery is due) and the JWK Set at the discovered
+//! `jwks_uri`. A scheduled fetch is one or the other, never both in one go: a good document
+//! frees the lease, and the next tick fetches the keys.
+//!
+//! Uses: `state` (the VM's shared state and its host), `lease`, `remote`, `discovery`, and the
+//! core's `config` and `keys`.
 
+use super::discovery;
 use super::host::Level;
 use super::lease;
-use super::remote::RemoteState;
+use super::remote::{self, Fetch, RemoteState};
 use super::state::Shared;
-use crate::config::RemoteJwks;
+use crate::config::{JwksSource, RemoteJwks};
 use crate::keys::{self, decode_shared, encode_shared, Loaded};
 
 /// Loads provider `p`'s keys from `body` into this VM (and empties the token cache, since the
@@ -70,18 +76,15 @@ pub fn sync(shared: &Shared, p: usize) -> bool {
 }
 
 fn state(shared: &Shared, p: usize) -> Option<RemoteState> {
-    shared.remote.try_borrow().ok()?.get(p)?.clone()
+    remote::get(&shared.remote, p)
 }
 
 fn with_state(shared: &Shared, p: usize, f: impl FnOnce(&mut RemoteState)) {
-    if let Ok(mut all) = shared.remote.try_borrow_mut() {
-        if let Some(Some(s)) = all.get_mut(p) {
-            f(s);
-        }
-    }
+    remote::update(&shared.remote, p, f);
 }
 
-/// Whether a scheduled fetch of provider `p` is due and this VM got the lease for it.
+/// Whether a scheduled fetch of provider `p` is due and this VM got the lease for it; if so,
+/// what the fetch [`start_fetch`] makes next asks for.
 pub fn due(shared: &Shared, p: usize, now: i64) -> bool {
     let (Some(st), Some(r)) = (state(shared, p), remote(shared, p)) else {
         return false;
@@ -95,11 +98,44 @@ pub fn due(shared: &Shared, p: usize, now: i64) -> bool {
         .ok()
         .and_then(|k| k.get(p).map(|l| l.fetched_at));
     let refresh = i64::try_from(r.refresh_seconds).unwrap_or(300);
-    if fetched_at.is_some_and(|at| now < at.saturating_add(refresh)) {
+    let mut keys_due = fetched_at.is_none_or(|at| now >= at.saturating_add(refresh));
+    let (kind, timeout_ms) = match &r.source {
+        JwksSource::Fixed { .. } if keys_due => (Fetch::Jwks, r.timeout_ms),
+        JwksSource::Fixed { .. } => return false,
+        JwksSource::Discovery(d) => {
+            let kind = match discovery::target(shared, p) {
+                None => Fetch::Document,
+                Some(t) => {
+                    // Keys fetched before this jwks_uri was discovered came from another one.
+                    if fetched_at.is_some_and(|at| at < t.changed_at) {
+                        keys_due = true;
+                    }
+                    let every = i64::try_from(d.refresh_seconds).unwrap_or(3600);
+                    let document_due = now >= t.discovered_at.saturating_add(every);
+                    match (document_due, keys_due) {
+                        (false, false) => return false,
+                        (true, false) => Fetch::Document,
+                        (false, true) => Fetch::Jwks,
+                        // Both: take turns, so that a failing rediscovery does not stop the
+                        // keys from being refreshed from the last good jwks_uri.
+                        (true, true) if st.last == Fetch::Document => Fetch::Jwks,
+                        (true, true) => Fetch::Document,
+                    }
+                }
+            };
+            let timeout_ms = match kind {
+                Fetch::Document => d.timeout_ms,
+                Fetch::Jwks => r.timeout_ms,
+            };
+            (kind, timeout_ms)
+        }
+    };
+    let hold = i64::try_from(timeout_ms / 1000 + 2).unwrap_or(3);
+    if !lease::take(&*shared.host, &st.lease_key, now, now + hold, shared.nonce) {
         return false;
     }
-    let hold = i64::try_from(r.timeout_ms / 1000 + 2).unwrap_or(3);
-    lease::take(&*shared.host, &st.lease_key, now, now + hold, shared.nonce)
+    with_state(shared, p, |s| s.next = kind);
+    true
 }
 
 /// Whether this VM may refetch provider `p`'s keys for an unknown `kid` now (rate limit).
@@ -131,51 +167,84 @@ pub fn in_flight_until(shared: &Shared, p: usize) -> i64 {
 }
 
 /// Starts a fetch of provider `p` from the current context; marks it in flight. The token.
+/// It asks for what [`due`] found due, else for the keys (an unknown-`kid` refetch); with
+/// discovery and no `jwks_uri` known yet, for the discovery document.
 pub fn start_fetch(shared: &Shared, p: usize, now: i64) -> Option<u32> {
     let r = remote(shared, p)?;
+    let mut kind = Fetch::Jwks;
+    with_state(shared, p, |s| kind = std::mem::take(&mut s.next));
+    let target = match &r.source {
+        JwksSource::Discovery(_) if kind == Fetch::Jwks => discovery::target(shared, p),
+        _ => None,
+    };
+    let (cluster, authority, path, timeout_ms) = match (&r.source, &target) {
+        (JwksSource::Fixed { path, authority }, _) => (&r.cluster, authority, path, r.timeout_ms),
+        (JwksSource::Discovery(d), Some(t)) if kind == Fetch::Jwks => (
+            &d.jwks_cluster,
+            &t.jwks.authority,
+            &t.jwks.path,
+            r.timeout_ms,
+        ),
+        (JwksSource::Discovery(d), _) => {
+            kind = Fetch::Document;
+            (&r.cluster, &d.authority, &d.path, d.timeout_ms)
+        }
+    };
+    with_state(shared, p, |s| s.last = kind);
     match shared
         .host
-        .dispatch_get(&r.cluster, &r.authority, &r.path, r.timeout_ms)
+        .dispatch_get(cluster, authority, path, timeout_ms)
     {
         Ok(token) => {
-            set_in_flight(
-                shared,
-                p,
-                now + i64::try_from(r.timeout_ms / 1000 + 1).unwrap_or(2),
-            );
+            let until = now + i64::try_from(timeout_ms / 1000 + 1).unwrap_or(2);
+            with_state(shared, p, |s| {
+                s.in_flight_until = until;
+                s.in_flight = kind;
+            });
             Some(token)
         }
         Err(e) => {
-            let name = shared
-                .config
-                .providers
-                .get(p)
-                .map_or("", |pr| pr.name.as_str())
-                .to_string();
-            failed(
-                shared,
-                p,
-                &name,
-                &format!("dispatch to cluster {:?} refused ({e})", r.cluster),
-                now,
-            );
+            let cause = format!("dispatch to cluster {cluster:?} refused ({e})");
+            match kind {
+                Fetch::Document => discovery::failed(shared, p, &cause, now),
+                Fetch::Jwks => {
+                    let name = shared
+                        .config
+                        .providers
+                        .get(p)
+                        .map_or("", |pr| pr.name.as_str())
+                        .to_string();
+                    failed(shared, p, &name, &cause, now);
+                }
+            }
             None
         }
     }
 }
 
 /// Handles the response to a fetch of provider `p`: on success publishes and loads the keys; on
-/// failure keeps the last good keys, logs the cause, counts, and backs off.
-/// True when new keys were loaded.
+/// failure keeps the last good keys, logs the cause, counts, and backs off. A discovery
+/// document goes to `discovery`. True when new keys were loaded.
 pub fn on_response(shared: &Shared, p: usize, body_size: usize, now: i64) -> bool {
-    set_in_flight(shared, p, 0);
+    let mut kind = Fetch::Jwks;
+    with_state(shared, p, |s| {
+        s.in_flight_until = 0;
+        kind = std::mem::take(&mut s.in_flight);
+    });
+    if kind == Fetch::Document {
+        let max = discovery::settings(shared, p).map_or(0, |d| d.max_bytes);
+        let body = fetched_body(shared, max, body_size);
+        discovery::on_document(shared, p, body, now);
+        return false;
+    }
     let name = shared
         .config
         .providers
         .get(p)
         .map_or("", |pr| pr.name.as_str())
         .to_string();
-    match fetched_body(shared, p, body_size) {
+    let max = remote(shared, p).map_or(0, |r| r.max_bytes);
+    match fetched_body(shared, max, body_size) {
         Ok(body) => match load(shared, p, now, &body) {
             Ok(()) => {
                 if let Some(st) = state(shared, p) {
@@ -237,15 +306,14 @@ fn failed(shared: &Shared, p: usize, name: &str, cause: &str, now: i64) {
     }
 }
 
-/// The response body, after checking the status and the size before reading it.
-fn fetched_body(shared: &Shared, p: usize, body_size: usize) -> Result<Vec<u8>, String> {
+/// The response body, after checking the status and the size (at most `max`) before reading it.
+fn fetched_body(shared: &Shared, max: usize, body_size: usize) -> Result<Vec<u8>, String> {
     let Some(status) = shared.host.call_status() else {
         return Err("no response (timeout, connection failure or unknown cluster)".into());
     };
     if status != "200" {
         return Err(format!("HTTP status {status}"));
     }
-    let max = remote(shared, p).map_or(0, |r| r.max_bytes);
     if body_size > max {
         return Err(format!(
             "body of {body_size} bytes exceeds the {max}-byte limit"

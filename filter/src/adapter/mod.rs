@@ -5,8 +5,8 @@
 //! and the SDK's context traits) is compiled for `wasm32` alone.
 //!
 //! The rooms, each using only those listed before it: `host` · `counters` · `replies` ·
-//! `waiters` · `lease` · `bucket` · `crypto` · `remote` · `state` · `jwks` · `request` · `root` ·
-//! `wasm`.
+//! `waiters` · `lease` · `bucket` · `crypto` · `remote` · `state` · `discovery` · `jwks` ·
+//! `request` · `root` · `wasm`.
 
 // Natively, only the tests call the logic: the wasm contexts are not compiled there.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -14,6 +14,7 @@
 pub mod bucket;
 pub mod counters;
 pub mod crypto;
+pub mod discovery;
 pub mod host;
 pub mod jwks;
 pub mod lease;
