@@ -97,6 +97,8 @@ struct RawProvider {
     forward_token: Option<bool>,
     #[serde(default)]
     claim_to_headers: Vec<RawClaimHeader>,
+    #[serde(default)]
+    signed_requests: Option<crate::signing::RawSigning>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +183,8 @@ struct RawRequires {
     scopes_any: Vec<String>,
     #[serde(default)]
     claims: BTreeMap<String, Value>,
+    #[serde(default)]
+    signed: bool,
 }
 
 // ---------------------------------------------------------------- compiled --------------------
@@ -250,6 +254,8 @@ pub struct Provider {
     pub typ: Option<String>,
     /// Set for a static-credentials provider (then it has no issuer and no keys).
     pub statics: Option<crate::statics::StaticCreds>,
+    /// Signed requests (`signed_requests`): the callers' secrets, window and body bound.
+    pub signing: Option<crate::signing::Signing>,
 }
 
 /// What a rule matches.
@@ -287,6 +293,8 @@ pub struct Rule {
     pub action: Action,
     /// Write an audit line for every allowed call on this rule.
     pub audit: bool,
+    /// The request must be signed (`requires.signed`), whatever its provider's `required`.
+    pub signed: bool,
 }
 
 /// The compiled configuration.
@@ -512,7 +520,8 @@ fn compile_provider(
             || rp.algorithms.is_some()
             || rp.typ.is_some()
             || !rp.required_claims.is_empty()
-            || !rp.claim_to_headers.is_empty();
+            || !rp.claim_to_headers.is_empty()
+            || rp.signed_requests.is_some();
         if jwt_only {
             return err(
                 format!("providers.{name}"),
@@ -537,6 +546,7 @@ fn compile_provider(
             claim_to_headers: Vec::new(),
             typ: None,
             statics: Some(statics),
+            signing: None,
         });
     }
     let Some(issuer) = rp.issuer.filter(|i| !i.is_empty()) else {
@@ -762,6 +772,12 @@ fn compile_provider(
         claim_to_headers,
         typ,
         statics: None,
+        signing: match rp.signed_requests {
+            Some(raw) => {
+                Some(crate::signing::compile(name, raw, env, is_header_name).map_err(ConfigError)?)
+            }
+            None => None,
+        },
     })
 }
 
@@ -895,6 +911,7 @@ fn compile_rule(i: usize, rr: RawRule, providers: &[Provider]) -> Result<Rule, C
         }
         methods.push(m.to_ascii_uppercase());
     }
+    let signed = rr.requires.as_ref().is_some_and(|r| r.signed);
     let action = match (rr.allow, rr.requires) {
         (Some(true), None) => Action::Allow,
         (Some(true), Some(_)) => {
@@ -971,12 +988,32 @@ fn compile_rule(i: usize, rr: RawRule, providers: &[Provider]) -> Result<Rule, C
             "audits callers, so it needs requires (an allow rule has no caller)",
         );
     }
+    if let (
+        true,
+        Action::Require {
+            providers: only, ..
+        },
+    ) = (signed, &action)
+    {
+        // Every provider the rule accepts must know its callers' signing secrets.
+        let unsigned = providers
+            .iter()
+            .enumerate()
+            .find(|(x, p)| only.as_ref().is_none_or(|o| o.contains(x)) && p.signing.is_none());
+        if let Some((_, p)) = unsigned {
+            return err(
+                at("requires.signed"),
+                format!("provider {:?} has no signed_requests (or name the providers that do in requires.providers)", p.name),
+            );
+        }
+    }
     Ok(Rule {
         path,
         ignore_case: rr.match_.ignore_case,
         methods,
         action,
         audit: rr.audit,
+        signed,
     })
 }
 

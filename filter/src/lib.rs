@@ -39,6 +39,7 @@ pub mod logline;
 pub mod path;
 pub mod ratelimit;
 pub mod reason;
+pub mod signing;
 pub mod statics;
 pub mod verify;
 
@@ -55,5 +56,7 @@ mod discovery_tests;
 mod doors_tests;
 #[cfg(test)]
 mod props_tests;
+#[cfg(test)]
+mod signing_tests;
 
 mod adapter;

@@ -62,6 +62,24 @@ pub enum Reason {
     AmbiguousPath,
     /// The host clock is unavailable, so no token lifetime can be checked.
     ClockUnavailable,
+    /// The route or the provider requires a signed request and the timestamp or signature
+    /// header is missing.
+    SignatureMissing,
+    /// The request signature is malformed, sent twice, does not match, or the caller has no
+    /// signing secret.
+    SignatureInvalid,
+    /// The signed timestamp is outside the provider's window (either way).
+    SignatureExpired,
+    /// The same signature was seen within its window: a replay.
+    SignatureReplayed,
+    /// The body of a request that must be signed is larger than the provider's bound.
+    BodyTooLarge,
+    /// The replay check could not be made (the caller's replay slot is full of live
+    /// signatures, or shared data failed): refused, never let through unchecked.
+    ReplayCheckUnavailable,
+    /// The body of a request held for its signature never reached the filter (the wasm
+    /// filter lacks `allow_on_headers_stop_iteration`, or the body cannot be read).
+    BodyUnavailable,
 }
 
 /// The RFC 6750 error class of a reason.
@@ -79,11 +97,13 @@ pub enum ErrorClass {
     RateLimited,
     /// 503, no challenge: the filter cannot decide now.
     Unavailable,
+    /// 413, no challenge: the body is larger than the filter will hold.
+    TooLarge,
 }
 
 impl Reason {
     /// Every reason, for stats declared once at start.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 34] = [
         Reason::TokenMissing,
         Reason::MultipleTokens,
         Reason::TokenTooLarge,
@@ -111,6 +131,13 @@ impl Reason {
         Reason::RateLimited,
         Reason::AmbiguousPath,
         Reason::ClockUnavailable,
+        Reason::SignatureMissing,
+        Reason::SignatureInvalid,
+        Reason::SignatureExpired,
+        Reason::SignatureReplayed,
+        Reason::BodyTooLarge,
+        Reason::ReplayCheckUnavailable,
+        Reason::BodyUnavailable,
     ];
 
     /// The stable reason code.
@@ -143,6 +170,13 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::AmbiguousPath => "ambiguous_path",
             Reason::ClockUnavailable => "clock_unavailable",
+            Reason::SignatureMissing => "signature_missing",
+            Reason::SignatureInvalid => "signature_invalid",
+            Reason::SignatureExpired => "signature_expired",
+            Reason::SignatureReplayed => "signature_replayed",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::ReplayCheckUnavailable => "replay_check_unavailable",
+            Reason::BodyUnavailable => "body_unavailable",
         }
     }
 
@@ -176,6 +210,13 @@ impl Reason {
             Reason::RateLimited => "rate limit exceeded",
             Reason::AmbiguousPath => "ambiguous path",
             Reason::ClockUnavailable => "host clock unavailable",
+            Reason::SignatureMissing => "request signature missing",
+            Reason::SignatureInvalid => "request signature is invalid",
+            Reason::SignatureExpired => "request signature timestamp outside the allowed window",
+            Reason::SignatureReplayed => "request signature already used",
+            Reason::BodyTooLarge => "request body too large",
+            Reason::ReplayCheckUnavailable => "request signature replay check unavailable",
+            Reason::BodyUnavailable => "request body unavailable",
         }
     }
 
@@ -188,7 +229,10 @@ impl Reason {
             | Reason::ProviderNotAllowed
             | Reason::ClaimNotAllowed => ErrorClass::InsufficientScope,
             Reason::RateLimited => ErrorClass::RateLimited,
-            Reason::ClockUnavailable => ErrorClass::Unavailable,
+            Reason::ClockUnavailable | Reason::ReplayCheckUnavailable | Reason::BodyUnavailable => {
+                ErrorClass::Unavailable
+            }
+            Reason::BodyTooLarge => ErrorClass::TooLarge,
             _ => ErrorClass::InvalidToken,
         }
     }
@@ -200,6 +244,7 @@ impl Reason {
             ErrorClass::InsufficientScope => 403,
             ErrorClass::RateLimited => 429,
             ErrorClass::Unavailable => 503,
+            ErrorClass::TooLarge => 413,
         }
     }
 
@@ -210,7 +255,7 @@ impl Reason {
             ErrorClass::InvalidRequest => Some("invalid_request"),
             ErrorClass::InvalidToken => Some("invalid_token"),
             ErrorClass::InsufficientScope => Some("insufficient_scope"),
-            ErrorClass::RateLimited | ErrorClass::Unavailable => None,
+            ErrorClass::RateLimited | ErrorClass::Unavailable | ErrorClass::TooLarge => None,
         }
     }
 }
@@ -239,6 +284,7 @@ pub fn body(reason: Reason, request_id: &str) -> String {
     let err = match reason.class() {
         ErrorClass::RateLimited => "rate_limited",
         ErrorClass::Unavailable => "temporarily_unavailable",
+        ErrorClass::TooLarge => "request_too_large",
         _ => reason.error().unwrap_or("unauthorized"),
     };
     serde_json::json!({
@@ -303,6 +349,27 @@ mod tests {
         for r in Reason::ALL {
             assert!(!r.description().contains(['"', '\\']), "{r:?}");
         }
+    }
+
+    #[test]
+    fn signature_failures_are_invalid_token_and_a_large_body_is_413() {
+        for r in [
+            Reason::SignatureMissing,
+            Reason::SignatureInvalid,
+            Reason::SignatureExpired,
+            Reason::SignatureReplayed,
+        ] {
+            assert_eq!(
+                (r.status(), r.error()),
+                (401, Some("invalid_token")),
+                "{r:?}"
+            );
+        }
+        assert_eq!(Reason::BodyTooLarge.status(), 413);
+        assert_eq!(Reason::BodyTooLarge.error(), None);
+        assert!(body(Reason::BodyTooLarge, "r").contains("\"error\":\"request_too_large\""));
+        assert_eq!(Reason::ReplayCheckUnavailable.status(), 503);
+        assert_eq!(Reason::BodyUnavailable.status(), 503);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct FakeHost {
     pub counters: RefCell<BTreeMap<u32, u64>>,
     /// Every host call by name, in order.
     pub calls: RefCell<Vec<&'static str>>,
+    /// The buffered request body, per context.
+    pub bodies: RefCell<BTreeMap<u32, Vec<u8>>>,
 }
 
 impl FakeHost {
@@ -133,6 +135,13 @@ impl Host for FakeHost {
         if let Some(h) = self.headers.borrow_mut().get_mut(&id) {
             h.retain(|(k, _)| k != name);
         }
+    }
+    fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
+        self.note("get_body");
+        let all = self.bodies.borrow();
+        let b = all.get(&self.current.get())?;
+        let end = start.saturating_add(size).min(b.len());
+        Some(b.get(start.min(end)..end).unwrap_or_default().to_vec())
     }
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         self.note("send_reply");

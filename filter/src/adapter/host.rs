@@ -54,6 +54,8 @@ pub trait Host {
     fn request_headers(&self) -> Headers;
     fn set_request_header(&self, name: &str, value: &str);
     fn remove_request_header(&self, name: &str);
+    /// `size` bytes of the current request's buffered body from `start` (`None`: host error).
+    fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>>;
     /// Answers the current request locally.
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Makes `context_id` the current context (after a key refetch, to answer a waiting

@@ -5,12 +5,13 @@
 //! and the SDK's context traits) is compiled for `wasm32` alone.
 //!
 //! The rooms, each using only those listed before it: `host` · `counters` · `replies` ·
-//! `waiters` · `lease` · `bucket` · `crypto` · `remote` · `state` · `discovery` · `jwks` ·
-//! `request` · `root` · `wasm`.
+//! `waiters` · `lease` · `bucket` · `crypto` · `remote` · `signed` · `state` · `discovery` ·
+//! `jwks` · `request` · `body` · `root` · `wasm`.
 
 // Natively, only the tests call the logic: the wasm contexts are not compiled there.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
+pub mod body;
 pub mod bucket;
 pub mod counters;
 pub mod crypto;
@@ -22,6 +23,7 @@ pub mod remote;
 pub mod replies;
 pub mod request;
 pub mod root;
+pub mod signed;
 pub mod state;
 pub mod waiters;
 

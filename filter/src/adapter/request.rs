@@ -11,6 +11,7 @@ use std::rc::Rc;
 use super::bucket;
 use super::host::Level;
 use super::jwks;
+use super::signed::{self, AtHeaders};
 use super::state::Shared;
 use super::waiters::Waiter;
 use crate::cache::TokenCache;
@@ -39,6 +40,13 @@ pub struct Stream {
     pub audit: Option<serde_json::Value>,
     /// A key refetch this stream dispatched itself (no refetch queue): (call token, provider).
     pub fetch: Option<(u32, usize)>,
+    /// No body follows the headers (the headers callback's `end_of_stream`). `false`, the
+    /// default, holds a request that must be signed for its body.
+    pub headers_only: bool,
+    /// Paused for a key refetch: its body and trailers wait too.
+    pub waiting_keys: bool,
+    /// Held for its body: its signature check is in the VM's `held` requests.
+    pub held_for_body: bool,
 }
 
 /// The first callback of a request: its headers.
@@ -80,14 +88,44 @@ pub fn on_request_headers(shared: &Shared, stream: &mut Stream) -> Outcome {
             // Another worker may already have fetched the (new) keys.
             if jwks::sync(shared, p) {
                 decision = decide_now(shared, &headers, &mut clock);
-            } else if unknown_kid && wait_for_keys(shared, stream, p, &headers, t) {
+            } else if unknown_kid
+                && !signed::may_require(&shared.config, d)
+                && wait_for_keys(shared, stream, p, &headers, t)
+            {
+                stream.waiting_keys = true;
                 return Outcome::Pause;
             }
+        }
+    }
+    if let Decision::Allow(a) = &decision {
+        // Signed requests: checked here when no body follows, else held for the body.
+        match signed::at_headers(
+            &shared.config,
+            host,
+            a,
+            &headers,
+            &mut clock,
+            stream.headers_only,
+        ) {
+            AtHeaders::NotRequired | AtHeaders::Verified => {}
+            AtHeaders::Deny(d) => decision = Decision::Deny(d),
+            AtHeaders::Hold(p) => return hold_for_body(shared, stream, *p),
         }
     }
     let (outcome, audit) = apply(shared, &headers, decision);
     stream.audit = audit;
     outcome
+}
+
+/// Holds a request until its body has been checked (`on_request_body`).
+fn hold_for_body(shared: &Shared, stream: &mut Stream, p: signed::Pending) -> Outcome {
+    let Ok(mut held) = shared.held.try_borrow_mut() else {
+        let d = signed::deny_held(&p, Reason::BodyUnavailable);
+        return apply(shared, &p.headers, Decision::Deny(d)).0;
+    };
+    held.insert(stream.id, p);
+    stream.held_for_body = true;
+    Outcome::Pause
 }
 
 /// The last callback of a request: writes its audit line, if it has one.

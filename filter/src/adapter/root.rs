@@ -51,6 +51,7 @@ impl Root {
             None
         };
         let shared = Shared::new(host, config, define, nonce, queue);
+        super::signed::prepare(&*shared.host, &shared.config);
         shared.log(Level::Info, || {
             format!(
                 "svcauth: configured {} provider(s), {} rule(s)",
@@ -101,6 +102,7 @@ impl Root {
             }
         }
         request::expire_waiters(&shared, now);
+        super::body::expire_held(&shared, now);
     }
 
     /// A request context asked for refetches (provider indices on the VM's queue).

@@ -29,6 +29,8 @@ pub struct Shared {
     /// Per provider: remote fetch state (`None` for providers without `remote_jwks`).
     pub remote: RefCell<Vec<Option<RemoteState>>>,
     pub waiting: RefCell<Waiters>,
+    /// Requests held until their body's signature is checked.
+    pub held: RefCell<super::signed::Held>,
     /// Identifies this VM in shared-data leases and names its refetch queue.
     pub nonce: u64,
     /// This VM's shared queue to its root context: a request context enqueues a provider
@@ -68,6 +70,7 @@ impl Shared {
             keys: RefCell::new(KeyStore::new(config.providers.len())),
             remote: RefCell::new(remote),
             waiting: RefCell::new(Waiters::default()),
+            held: RefCell::new(super::signed::Held::default()),
             nonce,
             refetch_queue,
             ids: Ids::new(seed),

@@ -880,3 +880,644 @@ fn a_published_jwks_uri_is_checked_again_against_the_allowed_hosts() {
             .is_none()
     );
 }
+
+// ---------------------------------------------------------------- signed requests ------------
+
+const SIGNING_ENV: &str = "SVCAUTH_TEST_SIGNING";
+const CLIENT_SECRET: &str = "orders-service-signing-secret-0001";
+
+/// The fixture config with signing secrets for `orders-service` on provider `internal`
+/// (`required` as given) and a `/signed/` rule that requires a signature.
+fn signing_config(required: bool) -> serde_json::Value {
+    let mut v = fixtures::config_json();
+    v["providers"]["internal"]["signed_requests"] = json!({
+        "secrets_env": SIGNING_ENV, "required": required, "max_body_bytes": 64,
+        "replay_cache_per_caller": 64
+    });
+    let rules = v["rules"].as_array_mut().unwrap();
+    rules.insert(
+        0,
+        json!({"match": {"prefix": "/signed/"}, "requires": {"signed": true}}),
+    );
+    v
+}
+
+fn signing_env(name: &str) -> Option<String> {
+    if name == SIGNING_ENV {
+        return Some(format!("orders-service:{CLIENT_SECRET}"));
+    }
+    fixtures::env(name)
+}
+
+/// A root on `host` configured with `config` (with the signing secrets in its environment).
+fn signing_root(host: &Rc<FakeHost>, config: &serde_json::Value) -> Root {
+    let mut root = Root::default();
+    let dyn_host: Rc<dyn Host> = host.clone();
+    let n = RefCell::new(0u32);
+    let define = |_: &str, _: bool| {
+        *n.borrow_mut() += 1;
+        Some(*n.borrow())
+    };
+    root.configure(
+        dyn_host,
+        config.to_string().as_bytes(),
+        &signing_env,
+        &define,
+        &|_| Some(7),
+    )
+    .unwrap();
+    root
+}
+
+/// `X-Signature` for a request, as the client signs it.
+fn sign_req(method: &str, path: &str, body: &[u8], ts: &str) -> String {
+    let mac = crate::signing::mac(CLIENT_SECRET.as_bytes(), method, path, body, ts);
+    crate::signing::hex(&mac)
+}
+
+struct Signed {
+    auth: String,
+    ts: String,
+    sig: String,
+}
+
+fn signed(method: &str, path: &str, body: &[u8], ts: i64) -> Signed {
+    let ts = ts.to_string();
+    Signed {
+        auth: bearer(&token(Fixture::Ec256, &claims(NOW))),
+        sig: sign_req(method, path, body, &ts),
+        ts,
+    }
+}
+
+/// Starts request `id` (`POST path` with these signature parts) and runs its headers callback.
+fn sig_post(
+    shared: &super::state::Shared,
+    host: &FakeHost,
+    id: u32,
+    path: &str,
+    s: &Signed,
+    body: &[u8],
+) -> (Stream, Outcome) {
+    let len = body.len().to_string();
+    host.request(
+        id,
+        &[
+            (":method", "POST"),
+            (":path", path),
+            ("authorization", s.auth.as_str()),
+            ("x-timestamp", s.ts.as_str()),
+            ("x-signature", s.sig.as_str()),
+            ("content-length", len.as_str()),
+            ("x-request-id", "rid"),
+        ],
+    );
+    host.bodies.borrow_mut().insert(id, body.to_vec());
+    let mut st = Stream {
+        id,
+        headers_only: body.is_empty(),
+        ..Stream::default()
+    };
+    let o = request::on_request_headers(shared, &mut st);
+    (st, o)
+}
+
+fn sig_reply(host: &FakeHost, id: u32) -> Option<(u32, String)> {
+    host.replies
+        .borrow()
+        .iter()
+        .rev()
+        .find(|r| r.0 == id)
+        .map(|r| (r.1, r.3.clone()))
+}
+
+fn sig_reason(host: &FakeHost, id: u32) -> Option<(u32, String)> {
+    sig_reply(host, id).map(|(status, body)| {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (status, v["reason"].as_str().unwrap_or_default().to_string())
+    })
+}
+
+#[test]
+fn a_route_that_needs_no_signature_neither_holds_nor_reads_its_body() {
+    let host = Rc::new(FakeHost::at(NOW));
+    let plain = signing_root(&host, &fixtures::config_json());
+    let with_signing = signing_root(&host, &signing_config(false));
+    let auth = bearer(&token(Fixture::Ec256, &claims(NOW)));
+    let req = [
+        (":method", "POST"),
+        (":path", "/orders"),
+        ("authorization", auth.as_str()),
+        ("content-length", "100000"),
+        ("x-request-id", "rid"),
+    ];
+    let mut calls = Vec::new();
+    for root in [&plain, &with_signing] {
+        let shared = root.shared.clone().unwrap();
+        // Warm the token cache, then count a cached request's host calls.
+        for id in [1, 2] {
+            host.request(id, &req);
+            let mut s = Stream {
+                id,
+                ..Stream::default()
+            };
+            assert_eq!(
+                request::on_request_headers(&shared, &mut s),
+                Outcome::Continue,
+                "not held"
+            );
+            assert!(!s.held_for_body);
+            if id == 2 {
+                calls.push(host.calls.borrow().clone());
+            }
+            host.calls.borrow_mut().clear();
+            for (size, end) in [(65536, false), (100000, true)] {
+                assert_eq!(
+                    super::body::on_request_body(&shared, &mut s, size, end),
+                    Outcome::Continue
+                );
+            }
+            assert_eq!(host.total_calls(), 0, "the body costs no host call");
+        }
+        assert_eq!(shared.held.borrow().len(), 0);
+    }
+    assert_eq!(
+        calls[0], calls[1],
+        "signing settings cost nothing on a route that needs no signature"
+    );
+}
+
+#[test]
+fn a_signed_post_is_held_until_its_whole_body_is_checked_and_then_goes_on() {
+    let host = Rc::new(FakeHost::at(NOW));
+    let root = signing_root(&host, &signing_config(false));
+    let shared = root.shared.clone().unwrap();
+    let body = br#"{"report":"q3"}"#;
+    let s = signed("POST", "/signed/run?fmt=csv", body, NOW - 10);
+    let (mut st, o) = sig_post(&shared, &host, 1, "/signed/run?fmt=csv", &s, body);
+    assert_eq!(o, Outcome::Pause, "held for its body");
+    assert!(st.held_for_body);
+    assert_eq!(host.header(1, "x-service-name"), None, "not decided yet");
+    assert_eq!(host.count("send_reply"), 0);
+    // A first part: still held; the body is not read before its end.
+    host.calls.borrow_mut().clear();
+    assert_eq!(
+        super::body::on_request_body(&shared, &mut st, 4, false),
+        Outcome::Pause
+    );
+    assert_eq!(host.total_calls(), 0);
+    // The last part: read once, checked, recorded, and the request goes on.
+    assert_eq!(
+        super::body::on_request_body(&shared, &mut st, body.len(), true),
+        Outcome::Continue
+    );
+    assert_eq!(host.count("get_body"), 1);
+    assert_eq!((host.count("get_shared"), host.count("set_shared")), (1, 1));
+    assert_eq!(
+        host.header(1, "x-service-name").as_deref(),
+        Some("orders-service")
+    );
+    assert!(!st.held_for_body);
+    assert_eq!(shared.held.borrow().len(), 0);
+}
+
+#[test]
+fn tampered_stale_replayed_unsigned_and_oversized_requests_are_refused() {
+    let host = Rc::new(FakeHost::at(NOW));
+    let root = signing_root(&host, &signing_config(false));
+    let shared = root.shared.clone().unwrap();
+    let path = "/signed/run";
+    let body = b"amount=10";
+    // Tampered body: held, refused at its end.
+    let s = signed("POST", path, body, NOW);
+    let (mut st, _) = sig_post(&shared, &host, 1, path, &s, b"amount=99");
+    super::body::on_request_body(&shared, &mut st, 9, true);
+    assert_eq!(
+        sig_reason(&host, 1),
+        Some((401, "signature_invalid".into()))
+    );
+    assert_eq!(host.header(1, "x-service-name"), None);
+    // Another path under the same signature.
+    let (mut st, _) = sig_post(&shared, &host, 2, "/signed/other", &s, body);
+    super::body::on_request_body(&shared, &mut st, body.len(), true);
+    assert_eq!(
+        sig_reason(&host, 2),
+        Some((401, "signature_invalid".into()))
+    );
+    // A stale and a future timestamp: refused at the headers, nothing held.
+    for (id, ts) in [(3, NOW - 301), (4, NOW + 301)] {
+        let s = signed("POST", path, body, ts);
+        let (st, o) = sig_post(&shared, &host, id, path, &s, body);
+        assert_eq!(o, Outcome::Pause);
+        assert!(!st.held_for_body);
+        assert_eq!(
+            sig_reason(&host, id),
+            Some((401, "signature_expired".into()))
+        );
+    }
+    // The good request passes once; the same signature again is a replay.
+    let s = signed("POST", path, body, NOW);
+    for (id, want) in [
+        (5, None),
+        (6, Some((401, "signature_replayed".to_string()))),
+    ] {
+        let (mut st, _) = sig_post(&shared, &host, id, path, &s, body);
+        let o = super::body::on_request_body(&shared, &mut st, body.len(), true);
+        assert_eq!(sig_reason(&host, id), want);
+        assert_eq!(o == Outcome::Continue, want.is_none());
+    }
+    // No signature, no timestamp, or an empty one: missing; two signatures: invalid.
+    let auth = s.auth.clone();
+    for (id, extra, want) in [
+        (7, vec![], "signature_missing"),
+        (
+            8,
+            vec![("x-signature", s.sig.as_str())],
+            "signature_missing",
+        ),
+        (
+            9,
+            vec![("x-timestamp", " "), ("x-signature", s.sig.as_str())],
+            "signature_missing",
+        ),
+        (
+            10,
+            vec![("x-timestamp", s.ts.as_str()), ("x-signature", "zz")],
+            "signature_invalid",
+        ),
+        (
+            11,
+            vec![
+                ("x-timestamp", s.ts.as_str()),
+                ("x-signature", s.sig.as_str()),
+                ("x-signature", s.sig.as_str()),
+            ],
+            "signature_invalid",
+        ),
+    ] {
+        let mut h = vec![
+            (":method", "POST"),
+            (":path", path),
+            ("authorization", auth.as_str()),
+        ];
+        h.extend(extra);
+        host.request(id, &h);
+        let mut st = Stream {
+            id,
+            ..Stream::default()
+        };
+        request::on_request_headers(&shared, &mut st);
+        assert_eq!(
+            sig_reason(&host, id),
+            Some((401, want.into())),
+            "request {id}"
+        );
+        assert!(!st.held_for_body);
+    }
+    // Larger than max_body_bytes (64): by its content-length at once, or as it arrives.
+    let big = vec![b'x'; 65];
+    let s = signed("POST", path, &big, NOW);
+    let (_, o) = sig_post(&shared, &host, 12, path, &s, &big);
+    assert_eq!(o, Outcome::Pause);
+    assert_eq!(sig_reason(&host, 12), Some((413, "body_too_large".into())));
+    host.request(
+        13,
+        &[
+            (":method", "POST"),
+            (":path", path),
+            ("authorization", auth.as_str()),
+            ("x-timestamp", s.ts.as_str()),
+            ("x-signature", s.sig.as_str()),
+        ],
+    );
+    let mut st = Stream {
+        id: 13,
+        ..Stream::default()
+    };
+    assert_eq!(
+        request::on_request_headers(&shared, &mut st),
+        Outcome::Pause
+    );
+    assert_eq!(
+        super::body::on_request_body(&shared, &mut st, 40, false),
+        Outcome::Pause
+    );
+    host.calls.borrow_mut().clear();
+    assert_eq!(
+        super::body::on_request_body(&shared, &mut st, 80, false),
+        Outcome::Pause
+    );
+    assert_eq!(host.count("get_body"), 0, "refused unread");
+    assert_eq!(sig_reason(&host, 13), Some((413, "body_too_large".into())));
+    // Every refusal named the verified caller.
+    let line = host.logs.borrow().last().unwrap().1.clone();
+    assert!(line.contains(r#""subject":"orders-service""#), "{line}");
+    assert_eq!(shared.held.borrow().len(), 0);
+    // A caller without a secret cannot sign: refused at the headers.
+    let mut other = signing_config(false);
+    other["providers"]["internal"]["signed_requests"]["secrets_env"] = json!("OTHER_SIGNING");
+    let env = |n: &str| {
+        (n == "OTHER_SIGNING")
+            .then(|| format!("billing-client:{CLIENT_SECRET}"))
+            .or_else(|| fixtures::env(n))
+    };
+    let cfg = crate::config::Config::from_json(other.to_string().as_bytes(), &env).unwrap();
+    let dyn_host: Rc<dyn Host> = host.clone();
+    let shared = super::state::Shared::new(dyn_host, cfg, &|_, _| None, 1, None);
+    let s = signed("POST", path, body, NOW);
+    let (st, _) = sig_post(&shared, &host, 14, path, &s, body);
+    assert!(!st.held_for_body);
+    assert_eq!(
+        sig_reason(&host, 14),
+        Some((401, "signature_invalid".into()))
+    );
+}
+
+#[test]
+fn a_signed_request_without_a_body_is_checked_at_its_headers() {
+    let host = Rc::new(FakeHost::at(NOW));
+    let root = signing_root(&host, &signing_config(true));
+    let shared = root.shared.clone().unwrap();
+    // `required: true`: every route of the provider, not only /signed/.
+    let s = signed("GET", "/orders?page=2", b"", NOW + 5);
+    host.request(
+        1,
+        &[
+            (":method", "GET"),
+            (":path", "/orders?page=2"),
+            ("authorization", s.auth.as_str()),
+            ("x-timestamp", s.ts.as_str()),
+            ("x-signature", s.sig.as_str()),
+        ],
+    );
+    let mut st = Stream {
+        id: 1,
+        headers_only: true,
+        ..Stream::default()
+    };
+    assert_eq!(
+        request::on_request_headers(&shared, &mut st),
+        Outcome::Continue
+    );
+    assert_eq!(host.count("get_body"), 0);
+    assert_eq!(
+        host.header(1, "x-service-name").as_deref(),
+        Some("orders-service")
+    );
+    // An unsigned GET of that provider is refused; an open route needs nothing.
+    host.request(
+        2,
+        &[
+            (":method", "GET"),
+            (":path", "/orders"),
+            ("authorization", s.auth.as_str()),
+        ],
+    );
+    let mut st = Stream {
+        id: 2,
+        headers_only: true,
+        ..Stream::default()
+    };
+    request::on_request_headers(&shared, &mut st);
+    assert_eq!(
+        sig_reason(&host, 2),
+        Some((401, "signature_missing".into()))
+    );
+    host.request(3, &[(":method", "GET"), (":path", "/health")]);
+    let mut st = Stream {
+        id: 3,
+        ..Stream::default()
+    };
+    assert_eq!(
+        request::on_request_headers(&shared, &mut st),
+        Outcome::Continue
+    );
+}
+
+#[test]
+fn a_replay_is_refused_by_every_worker_and_a_replay_check_that_cannot_be_made_fails_closed() {
+    let host = Rc::new(FakeHost::at(NOW));
+    // Two worker VMs of one Envoy: two roots over one host's shared data.
+    let a = signing_root(&host, &signing_config(false)).shared.unwrap();
+    // Every slot of every caller with a secret exists (with a CAS) before any request.
+    let slots = host
+        .shared
+        .borrow()
+        .keys()
+        .filter(|k| k.starts_with("svcauth.replay."))
+        .count();
+    assert_eq!(slots, crate::signing::REPLAY_SLOTS);
+    let b = signing_root(&host, &signing_config(false)).shared.unwrap();
+    let path = "/signed/pay";
+    let s = signed("POST", path, b"", NOW);
+    let get = |shared: &super::state::Shared, id: u32| sig_post(shared, &host, id, path, &s, b"").1;
+    assert_eq!(get(&a, 1), Outcome::Continue);
+    // A lost compare-and-swap is read again: the other worker's write is seen.
+    host.lose_cas.set(1);
+    assert_eq!(get(&b, 2), Outcome::Pause);
+    assert_eq!(
+        sig_reason(&host, 2),
+        Some((401, "signature_replayed".into()))
+    );
+    // Shared data failing, or a CAS that keeps losing: 503, never let through unchecked.
+    for (id, setup) in [(3u32, 0u8), (4, 1), (5, 2)] {
+        let s = signed("POST", path, b"", NOW - i64::from(id));
+        host.fail_get.set(setup == 0);
+        host.fail_set.set(setup == 1);
+        host.lose_cas.set(if setup == 2 { 100 } else { 0 });
+        let o = sig_post(&a, &host, id, path, &s, b"").1;
+        assert_eq!(
+            o,
+            Outcome::Pause,
+            "case {setup} {:?}",
+            host.replies.borrow().last()
+        );
+        assert_eq!(
+            sig_reason(&host, id),
+            Some((503, "replay_check_unavailable".into())),
+            "case {setup}"
+        );
+    }
+    host.fail_get.set(false);
+    host.fail_set.set(false);
+    host.lose_cas.set(0);
+    // A caller whose slot is full of live signatures is refused (64 per caller: one a slot).
+    let mut refused = 0;
+    for i in 0..200i64 {
+        let s = signed("POST", "/signed/fill", b"", NOW - 100 + i);
+        let id = 100 + u32::try_from(i).unwrap();
+        if sig_post(&a, &host, id, "/signed/fill", &s, b"").1 == Outcome::Pause {
+            assert_eq!(
+                sig_reason(&host, id),
+                Some((503, "replay_check_unavailable".into()))
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "bounded");
+    // Once the window has passed, the slots are free again.
+    host.clock.set(Some((NOW + 400) * 1000));
+    let s = signed("POST", path, b"", NOW + 400);
+    assert_eq!(sig_post(&a, &host, 400, path, &s, b"").1, Outcome::Continue);
+}
+
+#[test]
+fn a_held_request_whose_body_never_comes_is_answered_503_and_a_gone_one_is_forgotten() {
+    let host = Rc::new(FakeHost::at(NOW));
+    let mut root = signing_root(&host, &signing_config(false));
+    let shared = root.shared.clone().unwrap();
+    let s = signed("POST", "/signed/a", b"x", NOW);
+    let (_, o) = sig_post(&shared, &host, 1, "/signed/a", &s, b"x");
+    assert_eq!(o, Outcome::Pause);
+    let (gone, _) = sig_post(&shared, &host, 2, "/signed/a", &s, b"x");
+    sig_forget(&shared, &gone);
+    assert_eq!(
+        shared.held.borrow().len(),
+        1,
+        "a stream that is gone is forgotten"
+    );
+    root.tick(Level::Info);
+    assert_eq!(sig_reply(&host, 1), None, "not before its deadline");
+    host.clock
+        .set(Some((NOW + super::signed::FIRST_BODY_SECONDS) * 1000));
+    root.tick(Level::Info);
+    assert_eq!(sig_reason(&host, 1), Some((503, "body_unavailable".into())));
+    let errors: Vec<String> = host
+        .logs
+        .borrow()
+        .iter()
+        .filter(|(l, _)| *l == Level::Error)
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].contains("allow_on_headers_stop_iteration"),
+        "{errors:?}"
+    );
+    assert_eq!(shared.held.borrow().len(), 0);
+}
+
+fn sig_forget(shared: &super::state::Shared, s: &Stream) {
+    super::body::forget(shared, s);
+}
+
+#[test]
+fn trailers_end_a_held_body_and_a_request_waiting_for_keys_holds_its_body_until_decided() {
+    let host = Rc::new(FakeHost::at(NOW));
+    let root = signing_root(&host, &signing_config(false));
+    let shared = root.shared.clone().unwrap();
+    let body = b"abc";
+    let s = signed("POST", "/signed/t", body, NOW);
+    let (mut st, _) = sig_post(&shared, &host, 1, "/signed/t", &s, body);
+    assert_eq!(
+        super::body::on_request_body(&shared, &mut st, 3, false),
+        Outcome::Pause
+    );
+    assert_eq!(
+        super::body::on_request_trailers(&shared, &mut st),
+        Outcome::Continue
+    );
+    assert_eq!(
+        host.header(1, "x-service-name").as_deref(),
+        Some("orders-service")
+    );
+    // Waiting for a key refetch: the body and trailers wait until the stream is decided.
+    let host = Rc::new(FakeHost::at(NOW));
+    let (mut root, _) = configured(&host, &remote_config());
+    root.tick(Level::Info);
+    let old = json!({"keys": [fixtures::public_jwk(Fixture::RsaA, "rsa-a")]}).to_string();
+    answer_fetch(&host, &mut root, &old);
+    let shared = root.shared.clone().unwrap();
+    let auth = bearer(&token(Fixture::Ec256, &claims(NOW)));
+    host.request(
+        1,
+        &[
+            (":method", "POST"),
+            (":path", "/orders"),
+            ("authorization", &auth),
+        ],
+    );
+    let mut st = Stream {
+        id: 1,
+        ..Stream::default()
+    };
+    assert_eq!(
+        request::on_request_headers(&shared, &mut st),
+        Outcome::Pause
+    );
+    assert!(st.waiting_keys);
+    assert_eq!(
+        super::body::on_request_body(&shared, &mut st, 10, true),
+        Outcome::Pause,
+        "held while it waits"
+    );
+    assert_eq!(
+        super::body::on_request_trailers(&shared, &mut st),
+        Outcome::Pause
+    );
+    let item = host.queue.borrow_mut().remove(0);
+    let mut items = vec![item];
+    root.queue_ready(7, &mut || items.pop());
+    answer_fetch(&host, &mut root, &fixtures::jwks_json());
+    assert_eq!(*host.resumed.borrow(), [1]);
+    assert_eq!(
+        super::body::on_request_body(&shared, &mut st, 20, false),
+        Outcome::Continue,
+        "decided: the rest goes on"
+    );
+}
+
+#[test]
+fn a_signed_route_does_not_wait_for_a_key_refetch() {
+    let host = Rc::new(FakeHost::at(NOW));
+    let mut v = signing_config(false);
+    let p = &mut v["providers"]["internal"];
+    p.as_object_mut().unwrap().remove("jwks");
+    p["remote_jwks"] = json!({"cluster": "jwks"});
+    let mut root = signing_root(&host, &v);
+    root.tick(Level::Info);
+    let old = json!({"keys": [fixtures::public_jwk(Fixture::RsaA, "rsa-a")]}).to_string();
+    answer_fetch(&host, &mut root, &old);
+    let shared = root.shared.clone().unwrap();
+    let s = signed("POST", "/signed/x", b"", NOW);
+    let (st, o) = sig_post(&shared, &host, 1, "/signed/x", &s, b"");
+    assert_eq!(o, Outcome::Pause);
+    assert!(!st.waiting_keys);
+    assert_eq!(sig_reason(&host, 1), Some((401, "unknown_kid".into())));
+}
+
+#[test]
+fn signing_settings_a_rule_cannot_use_are_refused_at_configure_time() {
+    let try_config = |v: &serde_json::Value| {
+        crate::config::Config::from_json(v.to_string().as_bytes(), &signing_env).map(|_| ())
+    };
+    // A signed rule that accepts a provider without signed_requests.
+    let mut v = fixtures::config_json();
+    v["rules"].as_array_mut().unwrap().insert(
+        0,
+        json!({"match": {"prefix": "/s/"}, "requires": {"signed": true}}),
+    );
+    let e = try_config(&v).unwrap_err().0;
+    assert!(
+        e.starts_with("rules[0].requires.signed: provider \"internal\""),
+        "{e}"
+    );
+    // Static credentials do not sign.
+    let v = json!({
+        "providers": {"legacy": {"static_credentials": {"credentials_env": SIGNING_ENV},
+                                 "signed_requests": {"secrets_env": SIGNING_ENV}}},
+        "rules": [{"match": {"prefix": "/"}, "allow": true}]
+    });
+    assert!(try_config(&v)
+        .unwrap_err()
+        .0
+        .starts_with("providers.legacy:"));
+    // The field names the provider and the setting.
+    let mut v = signing_config(false);
+    v["providers"]["internal"]["signed_requests"]["window_seconds"] = json!(0);
+    assert!(try_config(&v)
+        .unwrap_err()
+        .0
+        .starts_with("providers.internal.signed_requests.window_seconds:"));
+    assert!(try_config(&signing_config(true)).is_ok());
+}

@@ -53,6 +53,11 @@ impl Waiters {
         ready
     }
 
+    /// Whether stream `context_id` waits.
+    pub fn holds(&self, context_id: u32) -> bool {
+        self.list.iter().any(|x| x.context_id == context_id)
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.list.len()

@@ -12,6 +12,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
+use super::body;
 use super::host::{Foreign, Headers, Host, Level, SharedError};
 use super::request::{self, Outcome, Stream};
 use super::root::{Root, TICK_MS};
@@ -103,6 +104,14 @@ impl Host for WasmHost {
 
     fn remove_request_header(&self, name: &str) {
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+    }
+
+    fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
+        match hostcalls::get_buffer(BufferType::HttpRequestBody, start, size) {
+            Ok(Some(b)) => Some(b),
+            Ok(None) => Some(Vec::new()),
+            Err(_) => None,
+        }
     }
 
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
@@ -276,6 +285,25 @@ struct WasmHttp {
     stream: Stream,
 }
 
+/// The SDK drops a stream's context when the host deletes it (`proxy_on_delete`).
+impl Drop for WasmHttp {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            body::forget(shared, &self.stream);
+        }
+    }
+}
+
+/// The host's action for an outcome: `Pause` is StopIteration for headers (held with
+/// `allow_on_headers_stop_iteration`, else Envoy stops all iteration) and trailers, and
+/// StopIterationAndBuffer for a body part.
+fn action(o: Outcome) -> Action {
+    match o {
+        Outcome::Continue => Action::Continue,
+        Outcome::Pause => Action::Pause,
+    }
+}
+
 impl Context for WasmHttp {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body: usize, _t: usize) {
         if let Some(shared) = &self.shared {
@@ -285,7 +313,7 @@ impl Context for WasmHttp {
 }
 
 impl HttpContext for WasmHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(shared) = &self.shared else {
             // No valid configuration: fail closed.
             WasmHost.send_reply(
@@ -295,9 +323,27 @@ impl HttpContext for WasmHttp {
             );
             return Action::Pause;
         };
-        match request::on_request_headers(shared, &mut self.stream) {
-            Outcome::Continue => Action::Continue,
-            Outcome::Pause => Action::Pause,
+        self.stream.headers_only = end_of_stream;
+        action(request::on_request_headers(shared, &mut self.stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &self.shared {
+            Some(shared) => action(body::on_request_body(
+                shared,
+                &mut self.stream,
+                body_size,
+                end_of_stream,
+            )),
+            // Answered at its headers.
+            None => Action::Pause,
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        match &self.shared {
+            Some(shared) => action(body::on_request_trailers(shared, &mut self.stream)),
+            None => Action::Pause,
         }
     }
 
