@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 
 use lexopt::Arg::{Long, Short, Value as Pos};
-use svcauth_filter::config::{Action, Config, JwksSource, PathMatch, Provider, Rule};
+use svcauth_filter::config::{Action, Config, JwksSource, PathMatch, Provider, Rule, TokenSource};
 use svcauth_filter::jwk::KeyMaterial;
 
 use crate::args;
@@ -30,7 +30,9 @@ Usage: svcauth config check FILE [--env-file F]
 
 Runs the filter's own Config::from_json. Prints `ok: N providers, M rules` (then, for providers
 with remote_jwks, where their keys are fetched: the path, or with OIDC discovery the document,
-the issuer it must name, the hosts its jwks_uri may name, and the limits) and exits 0, or
+the issuer it must name, the hosts its jwks_uri may name, and the limits; for providers that
+read tokens from cookies or query parameters, do not forward them, or copy claims into headers:
+where, and how) and exits 0, or
 prints the message the filter logs when it refuses the config at load
 (`svcauth: invalid configuration: <field>: <problem>`) and exits 2.
 
@@ -47,8 +49,9 @@ svcauth config services: list what a plugin configuration does
 
 Usage: svcauth config services FILE [--env-file F]
 
-Prints the providers (issuer, audiences, keys, algorithms, token headers) and then the rules in
-order (first match wins): what each matches, the scopes it requires, the providers it accepts.
+Prints the providers (issuer, audiences, keys, algorithms, where the token is read: headers,
+cookies, query parameters), the claims copied into headers, and then the rules in order (first
+match wins): what each matches, the scopes it requires, the providers it accepts.
 A request that matches no rule is denied.
 
 Options:
@@ -119,7 +122,7 @@ pub fn check(argv: Vec<OsString>) -> CmdResult {
         "ok: {}, {}\n{}",
         plural(config.providers.len(), "provider"),
         plural(config.rules.len(), "rule"),
-        remote_keys(&config)
+        remote_keys(&config) + &token_places(&config)
     ));
     Ok(0)
 }
@@ -206,15 +209,13 @@ pub fn rule_summary(config: &Config, i: usize) -> String {
     format!("#{i} {}, {methods}: {requires}", rule_match(r))
 }
 
-/// The token headers a provider reads: `authorization "Bearer "`, `x-service-token`.
+/// Where a provider reads its token: `authorization "Bearer "`, `x-service-token`,
+/// `cookie session`, `param access_token`.
 pub fn provider_sources(config: &Config, p: &Provider) -> String {
     p.sources
         .iter()
         .filter_map(|s| config.sources.get(*s))
-        .map(|s| match &s.prefix {
-            Some(prefix) => format!("{} {prefix:?}", s.header),
-            None => s.header.clone(),
-        })
+        .map(TokenSource::describe)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -272,11 +273,39 @@ pub fn services(argv: Vec<OsString>) -> CmdResult {
                 .map(|a| a.name())
                 .collect::<Vec<_>>()
                 .join(","),
-            provider_sources(&config, p),
+            if p.forward_token || p.statics.is_some() {
+                provider_sources(&config, p)
+            } else {
+                format!("{} (not forwarded)", provider_sources(&config, p))
+            },
             provider_keys(p),
         ]);
     }
     s.push_str(&indent(&table(&rows)));
+    if config
+        .providers
+        .iter()
+        .any(|p| !p.claim_to_headers.is_empty())
+    {
+        s.push_str("\nclaim headers (set on allowed requests from the verified token; lists joined with ,):\n");
+        let mut rows = vec![[
+            "PROVIDER".to_string(),
+            "CLAIM".to_string(),
+            "HEADER".to_string(),
+            "MAX BYTES".to_string(),
+        ]];
+        for p in &config.providers {
+            for ch in &p.claim_to_headers {
+                rows.push([
+                    p.name.clone(),
+                    ch.claim.clone(),
+                    ch.header.clone(),
+                    p.max_claim_header_bytes.to_string(),
+                ]);
+            }
+        }
+        s.push_str(&indent(&table(&rows)));
+    }
     if let Some(remote) = remote_keys(&config).strip_suffix('\n') {
         s.push('\n');
         s.push_str(remote);
@@ -351,6 +380,81 @@ pub fn remote_keys(config: &Config) -> String {
         }
     }
     s
+}
+
+/// Providers whose token is read from a cookie or a query parameter, or not forwarded, and
+/// the claims copied into headers; empty when no provider does any of these.
+pub fn token_places(config: &Config) -> String {
+    let mut s = String::new();
+    for p in config.providers.iter().filter(|p| p.statics.is_none()) {
+        let unusual = p.sources.iter().any(|i| {
+            config
+                .sources
+                .get(*i)
+                .is_some_and(|src| src.header().is_none())
+        });
+        if unusual || !p.forward_token {
+            let fate = if p.forward_token {
+                "forwarded upstream"
+            } else {
+                "removed before the upstream (forward_token: false)"
+            };
+            s.push_str(&format!(
+                "  {}: token from {}; {fate}\n",
+                p.name,
+                provider_sources(config, p)
+            ));
+        }
+        if !p.claim_to_headers.is_empty() {
+            let pairs: Vec<String> = p
+                .claim_to_headers
+                .iter()
+                .map(|c| format!("{} -> {}", c.claim, c.header))
+                .collect();
+            s.push_str(&format!(
+                "  {}: claim headers {} (lists joined with ,; longer than {} bytes: token malformed)\n",
+                p.name,
+                pairs.join(", "),
+                p.max_claim_header_bytes
+            ));
+        }
+    }
+    if s.is_empty() {
+        s
+    } else {
+        format!("tokens:\n{s}")
+    }
+}
+
+#[cfg(test)]
+mod token_places_tests {
+    use super::*;
+
+    #[test]
+    fn cookies_params_forwarding_and_claim_headers_are_listed() {
+        let v = serde_json::json!({
+            "providers": {
+                "a": {"issuer": "i", "hmac_secret_env": "S", "from_cookies": ["session"],
+                      "from_params": ["access_token"], "forward_token": false,
+                      "claim_to_headers": [{"claim": "realm_access.roles", "header": "x-roles"}]},
+                "b": {"issuer": "j", "hmac_secret_env": "S"}
+            },
+            "rules": [{"match": {"prefix": "/"}, "requires": {}}]
+        });
+        let secret = "s".repeat(32);
+        let c = Config::from_json(v.to_string().as_bytes(), &|_| Some(secret.clone())).unwrap();
+        assert_eq!(
+            token_places(&c),
+            "tokens:\n  a: token from cookie session, param access_token; removed before the upstream (forward_token: false)\n  \
+             a: claim headers realm_access.roles -> x-roles (lists joined with ,; longer than 4096 bytes: token malformed)\n"
+        );
+        let v = serde_json::json!({
+            "providers": {"b": {"issuer": "j", "hmac_secret_env": "S"}},
+            "rules": [{"match": {"prefix": "/"}, "requires": {}}]
+        });
+        let c = Config::from_json(v.to_string().as_bytes(), &|_| Some(secret.clone())).unwrap();
+        assert_eq!(token_places(&c), "");
+    }
 }
 
 #[cfg(test)]

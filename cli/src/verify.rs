@@ -25,17 +25,19 @@ svcauth verify: decide one request carrying TOKEN exactly as the filter in Envoy
 Usage: svcauth verify --config FILE [--method M] [--path P] [options] (TOKEN | - | --no-token)
 
 Runs the filter's own code (the same crate Envoy runs as wasm: Config::from_json, then decide)
-on a request `M P` whose token header holds TOKEN, with this machine's clock, and prints what
-Envoy would do: allow (forward upstream, with the identity headers it would set) or deny (the
-status, the reason code, the WWW-Authenticate challenge), the caller, its scopes and the rule
-that matched. TOKEN `-` reads the token from stdin (keeps it out of shell history and ps).
+on a request `M P` that carries TOKEN where the config first looks for one (a header with
+its value_prefix, a cookie, or a query parameter added to P), with this machine's clock, and
+prints what Envoy would do: allow (forward upstream, with the identity headers it would set
+and what it removes) or deny (the status, the reason code, the WWW-Authenticate challenge),
+the caller, its scopes and the rule that matched. TOKEN `-` reads the token from stdin (keeps
+it out of shell history and ps).
 
 Options:
       --config FILE   the plugin configuration JSON (required; `-` for stdin is not allowed
                       together with TOKEN `-`)
       --method M      the request method                                [default: GET]
       --path P        the request path (with query, as sent)             [default: /]
-      --header NAME   put the token in header NAME instead of the config's first token header
+      --header NAME   put the token in header NAME instead of the config's first token place
                       (with that header's value_prefix, e.g. \"Bearer \", if it has one)
       --no-token      send no token at all (e.g. to check an open route)
       --env-file F    NAME=VALUE lines for hmac_secret_env (take precedence over the environment,
@@ -241,17 +243,12 @@ fn why(
             req.0, req.1
         ),
         Reason::TokenMissing => {
-            let all: Vec<String> = config
-                .sources
-                .iter()
-                .map(|s| match &s.prefix {
-                    Some(p) => format!("{} {p:?}", s.header),
-                    None => s.header.clone(),
-                })
-                .collect();
+            let all: Vec<String> = config.sources.iter().map(TokenSource::describe).collect();
             format!("no token in any configured place: {}", all.join(", "))
         }
-        Reason::MultipleTokens => "more than one configured header holds a token".into(),
+        Reason::MultipleTokens => {
+            "more than one configured place (header, cookie, query parameter) holds a token".into()
+        }
         Reason::TokenTooLarge => format!(
             "the token is longer than max_token_bytes ({})",
             config.max_token_bytes
@@ -454,17 +451,21 @@ pub fn run(argv: Vec<OsString>) -> CmdResult {
             config
                 .sources
                 .iter()
-                .find(|s| &s.header == h)
+                .find(|s| s.header() == Some(h.as_str()))
                 .cloned()
-                .unwrap_or(TokenSource {
-                    header: h.clone(),
+                .unwrap_or(TokenSource::Header {
+                    name: h.clone(),
                     prefix: None,
                 }),
         ),
     };
     let mut warnings = Vec::new();
     if let Some(h) = &o.header {
-        if !config.sources.iter().any(|s| &s.header == h) {
+        if !config
+            .sources
+            .iter()
+            .any(|s| s.header() == Some(h.as_str()))
+        {
             warnings.push(format!(
                 "{h} is not a token header of this config: the filter does not look there"
             ));
@@ -475,21 +476,31 @@ pub fn run(argv: Vec<OsString>) -> CmdResult {
             ));
         }
     }
-    let mut headers: Vec<(String, String)> = vec![
-        (":method".into(), o.method.clone()),
-        (":path".into(), o.path.clone()),
-    ];
-    if let (Some(t), Some(src)) = (&token, &source) {
-        let value = format!("{}{t}", src.prefix.as_deref().unwrap_or(""));
-        headers.push((src.header.clone(), value));
+    let mut path = o.path.clone();
+    let mut headers: Vec<(String, String)> = vec![(":method".into(), o.method.clone())];
+    match (&token, &source) {
+        (Some(t), Some(TokenSource::Header { name, prefix })) => {
+            let value = format!("{}{t}", prefix.as_deref().unwrap_or(""));
+            headers.push((name.clone(), value));
+        }
+        (Some(t), Some(TokenSource::Cookie(c))) => {
+            headers.push(("cookie".into(), format!("{c}={t}")))
+        }
+        (Some(t), Some(TokenSource::Param(q))) => {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            path = format!("{path}{sep}{q}={t}");
+        }
+        _ => {}
     }
+    headers.push((":path".into(), path));
     // As the adapter does before deciding: identity headers are the filter's alone.
     headers.retain(|(k, _)| !config.strip_headers.iter().any(|s| s == k));
 
     let decision = decide::decide(&config, &mut TokenCache::new(0), &headers, now);
 
     let unverified = token.as_deref().map(peek);
-    let token_header = source.as_ref().map(|s| s.header.as_str());
+    let token_place = source.as_ref().map(TokenSource::describe);
+    let token_header = token_place.as_deref();
     let checks = if o.explain {
         explain(&config, &decision, token.as_deref(), now, &o, token_header)
     } else {
@@ -528,8 +539,17 @@ pub fn run(argv: Vec<OsString>) -> CmdResult {
                     j.insert("scopes".into(), Value::Null);
                 }
             }
-            if let Some(h) = &a.remove_header {
-                j.insert("removes_header".into(), h.clone().into());
+            match &a.strip {
+                Some(decide::Strip::Header(h)) => {
+                    j.insert("removes_header".into(), h.clone().into());
+                }
+                Some(decide::Strip::Cookie(c)) => {
+                    j.insert("removes_cookie".into(), c.clone().into());
+                }
+                Some(decide::Strip::Param(q)) => {
+                    j.insert("removes_param".into(), q.clone().into());
+                }
+                None => {}
             }
             j.insert("upstream_headers".into(), Value::Object(upstream));
         }
@@ -615,6 +635,19 @@ fn render(
                         .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
                         .collect();
                     rows.push(("upstream gets".into(), lines.join("\n")));
+                }
+                let strip = match &a.strip {
+                    Some(decide::Strip::Header(h)) => Some(format!("header {h}")),
+                    Some(decide::Strip::Cookie(c)) => {
+                        Some(format!("cookie {c} (the other cookies are kept)"))
+                    }
+                    Some(decide::Strip::Param(q)) => Some(format!(
+                        "query parameter {q} (the rest of the path is kept)"
+                    )),
+                    None => None,
+                };
+                if let Some(strip) = strip {
+                    rows.push(("removed".into(), strip));
                 }
                 if let Some(exp) = j.get("expires").and_then(Value::as_i64) {
                     let now = time::system_now().unwrap_or(exp);

@@ -24,6 +24,7 @@ const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 const DEFAULT_CLOCK_SKEW: u64 = 60;
 const DEFAULT_CACHE_ENTRIES: usize = 1024;
 const MIN_HMAC_SECRET_BYTES: usize = 32;
+const DEFAULT_MAX_CLAIM_HEADER_BYTES: usize = 4096;
 
 // ---------------------------------------------------------------- raw (as written) ------------
 
@@ -82,6 +83,10 @@ struct RawProvider {
     #[serde(default)]
     from_headers: Option<Vec<RawHeaderSource>>,
     #[serde(default)]
+    from_cookies: Option<Vec<String>>,
+    #[serde(default)]
+    from_params: Option<Vec<String>>,
+    #[serde(default)]
     clock_skew_seconds: Option<u64>,
     #[serde(default)]
     algorithms: Option<Vec<String>>,
@@ -97,6 +102,8 @@ struct RawProvider {
     forward_token: Option<bool>,
     #[serde(default)]
     claim_to_headers: Vec<RawClaimHeader>,
+    #[serde(default)]
+    max_claim_header_bytes: Option<usize>,
     #[serde(default)]
     signed_requests: Option<crate::signing::RawSigning>,
 }
@@ -142,7 +149,8 @@ struct RawHeaderSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClaimHeader {
-    claim: String,
+    /// A dot path (`"realm_access.roles"`) or a list of member names (`["https://x.io/roles"]`).
+    claim: Value,
     header: String,
 }
 
@@ -189,13 +197,54 @@ struct RawRequires {
 
 // ---------------------------------------------------------------- compiled --------------------
 
-/// Where a token may be found: a header and an optional value prefix (e.g. `Bearer `).
+/// Where a token may be found (`from_headers`, `from_cookies`, `from_params`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenSource {
+pub enum TokenSource {
+    /// A request header and an optional value prefix (e.g. `Bearer `).
+    Header {
+        /// Lower-case header name.
+        name: String,
+        /// Prefix before the token; the scheme part is compared case-insensitively.
+        prefix: Option<String>,
+    },
+    /// A cookie of the `cookie` header(s), by its exact (case-sensitive) name.
+    Cookie(String),
+    /// A query parameter of `:path`, by its name (compared after percent-decoding).
+    Param(String),
+}
+
+impl TokenSource {
+    /// `authorization "Bearer "`, `x-service-token`, `cookie session`, `param access_token`.
+    pub fn describe(&self) -> String {
+        match self {
+            TokenSource::Header { name, prefix: None } => name.clone(),
+            TokenSource::Header {
+                name,
+                prefix: Some(p),
+            } => format!("{name} {p:?}"),
+            TokenSource::Cookie(c) => format!("cookie {c}"),
+            TokenSource::Param(q) => format!("param {q}"),
+        }
+    }
+
+    /// The header name, for a header source.
+    pub fn header(&self) -> Option<&str> {
+        match self {
+            TokenSource::Header { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// One `claim_to_headers` entry: where the claim is in the claims object, and its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimHeader {
+    /// The claim as written (`realm_access.roles`), for messages.
+    pub claim: String,
+    /// Member names from the claims object down to the value; never empty, no empty name.
+    pub path: Vec<String>,
     /// Lower-case header name.
     pub header: String,
-    /// Prefix before the token; the scheme part is compared case-insensitively.
-    pub prefix: Option<String>,
 }
 
 /// Where and how often a provider's JWK Set is fetched (through an Envoy cluster).
@@ -248,8 +297,9 @@ pub struct Provider {
     pub required_claims: Vec<(String, Value)>,
     pub max_lifetime: Option<i64>,
     pub forward_token: bool,
-    /// `(claim, header)`.
-    pub claim_to_headers: Vec<(String, String)>,
+    pub claim_to_headers: Vec<ClaimHeader>,
+    /// The longest value a `claim_to_headers` header may get (a longer one: token malformed).
+    pub max_claim_header_bytes: usize,
     /// Required `typ` header (compared case-insensitively, `application/` prefix optional).
     pub typ: Option<String>,
     /// Set for a static-credentials provider (then it has no issuer and no keys).
@@ -439,9 +489,9 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 ),
             );
         }
-        for (_, h) in &p.claim_to_headers {
-            if !strip.contains(h) {
-                strip.push(h.clone());
+        for ch in &p.claim_to_headers {
+            if !strip.contains(&ch.header) {
+                strip.push(ch.header.clone());
             }
         }
         if let Some(st) = &p.statics {
@@ -450,6 +500,24 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             }
         }
         providers.push(p);
+    }
+    // Claim headers are stripped from every request: none may be where a provider reads its
+    // credentials.
+    for p in &providers {
+        for (i, ch) in p.claim_to_headers.iter().enumerate() {
+            let h = ch.header.as_str();
+            let credential = sources.iter().any(|s| s.header() == Some(h))
+                || providers
+                    .iter()
+                    .filter_map(|o| o.statics.as_ref())
+                    .any(|st| st.id_header == h || st.secret_header == h);
+            if credential {
+                return err(
+                    format!("providers.{}.claim_to_headers[{i}].header", p.name),
+                    format!("{h:?} is where a provider reads its credentials"),
+                );
+            }
+        }
     }
     if raw.rules.is_empty() {
         return err(
@@ -517,6 +585,9 @@ fn compile_provider(
             || rp.remote_jwks.is_some()
             || rp.hmac_secret_env.is_some()
             || rp.from_headers.is_some()
+            || rp.from_cookies.is_some()
+            || rp.from_params.is_some()
+            || rp.max_claim_header_bytes.is_some()
             || rp.algorithms.is_some()
             || rp.typ.is_some()
             || !rp.required_claims.is_empty()
@@ -544,6 +615,7 @@ fn compile_provider(
             max_lifetime: None,
             forward_token: false,
             claim_to_headers: Vec::new(),
+            max_claim_header_bytes: DEFAULT_MAX_CLAIM_HEADER_BYTES,
             typ: None,
             statics: Some(statics),
             signing: None,
@@ -660,55 +732,13 @@ fn compile_provider(
             algs
         }
     };
-    let raw_sources = rp.from_headers.unwrap_or_else(|| {
-        vec![RawHeaderSource {
-            name: "authorization".into(),
-            value_prefix: Some("Bearer ".into()),
-        }]
-    });
-    if raw_sources.is_empty() {
-        return err(at("from_headers"), "must list at least one header");
-    }
-    let mut my_sources = Vec::new();
-    for (i, s) in raw_sources.into_iter().enumerate() {
-        let header = s.name.to_ascii_lowercase();
-        if !is_header_name(&header) {
-            return err(
-                format!("providers.{name}.from_headers[{i}].name"),
-                format!("{:?} is not a valid header name", s.name),
-            );
-        }
-        if s.value_prefix
-            .as_deref()
-            .is_some_and(|p| p.is_empty() || p.chars().any(|c| c.is_control()))
-        {
-            return err(
-                format!("providers.{name}.from_headers[{i}].value_prefix"),
-                "must be non-empty printable text",
-            );
-        }
-        let src = TokenSource {
-            header,
-            prefix: s.value_prefix,
-        };
-        let idx = match sources.iter().position(|x| *x == src) {
-            Some(i) => i,
-            None => {
-                if sources.iter().any(|x| x.header == src.header) {
-                    return err(
-                        format!("providers.{name}.from_headers[{i}]"),
-                        format!(
-                            "header {:?} is configured with two different prefixes",
-                            src.header
-                        ),
-                    );
-                }
-                sources.push(src);
-                sources.len() - 1
-            }
-        };
-        my_sources.push(idx);
-    }
+    let my_sources = compile_sources(
+        name,
+        rp.from_headers,
+        rp.from_cookies,
+        rp.from_params,
+        sources,
+    )?;
     let skew = rp.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW);
     if skew > 3600 {
         return err(at("clock_skew_seconds"), "must be at most 3600");
@@ -728,32 +758,35 @@ fn compile_provider(
         Some(s) => Some(i64::try_from(s).unwrap_or(i64::MAX)),
         None => None,
     };
-    let mut claim_to_headers = Vec::new();
+    let max_claim_header_bytes = rp
+        .max_claim_header_bytes
+        .unwrap_or(DEFAULT_MAX_CLAIM_HEADER_BYTES);
+    if !(1..=65_536).contains(&max_claim_header_bytes) {
+        return err(at("max_claim_header_bytes"), "must be between 1 and 65536");
+    }
+    let mut claim_to_headers: Vec<ClaimHeader> = Vec::new();
     for (i, ch) in rp.claim_to_headers.into_iter().enumerate() {
-        let header = ch.header.to_ascii_lowercase();
         let field = format!("providers.{name}.claim_to_headers[{i}]");
-        if ch.claim.is_empty() {
-            return err(format!("{field}.claim"), "must not be empty");
-        }
-        if !is_header_name(&header)
-            || RESERVED_HEADERS.contains(&header.as_str())
-            || header.starts_with("x-svcauth-")
-        {
+        let (claim, path) =
+            claim_path(&ch.claim).map_err(|m| ConfigError(format!("{field}.claim: {m}")))?;
+        let header = ch.header.to_ascii_lowercase();
+        if !is_header_name(&header) || is_reserved_header(&header) {
             return err(
                 format!("{field}.header"),
                 format!("{:?} cannot be set from a claim", ch.header),
             );
         }
-        if my_sources
-            .iter()
-            .any(|s| sources.get(*s).is_some_and(|src| src.header == header))
-        {
+        if let Some(j) = claim_to_headers.iter().position(|c| c.header == header) {
             return err(
                 format!("{field}.header"),
-                "is a token header of this provider",
+                format!("{header:?} is set by claim_to_headers[{j}] already"),
             );
         }
-        claim_to_headers.push((ch.claim, header));
+        claim_to_headers.push(ClaimHeader {
+            claim,
+            path,
+            header,
+        });
     }
     Ok(Provider {
         name: name.to_string(),
@@ -770,6 +803,7 @@ fn compile_provider(
         max_lifetime,
         forward_token: rp.forward_token.unwrap_or(true),
         claim_to_headers,
+        max_claim_header_bytes,
         typ,
         statics: None,
         signing: match rp.signed_requests {
@@ -862,17 +896,200 @@ fn compile_remote(name: &str, issuer: &str, r: RawRemoteJwks) -> Result<RemoteJw
     })
 }
 
-/// Headers a claim may never set.
-const RESERVED_HEADERS: [&str; 8] = [
+/// A provider's token locations, as indices into `sources` (shared by every provider, one
+/// entry per distinct location). With none of `from_headers`, `from_cookies` and
+/// `from_params` given, the default: `authorization: Bearer …`.
+fn compile_sources(
+    name: &str,
+    from_headers: Option<Vec<RawHeaderSource>>,
+    from_cookies: Option<Vec<String>>,
+    from_params: Option<Vec<String>>,
+    sources: &mut Vec<TokenSource>,
+) -> Result<Vec<usize>, ConfigError> {
+    let at = |field: &str| format!("providers.{name}.{field}");
+    let from_headers = match (from_headers, &from_cookies, &from_params) {
+        (None, None, None) => Some(vec![RawHeaderSource {
+            name: "authorization".into(),
+            value_prefix: Some("Bearer ".into()),
+        }]),
+        (h, _, _) => h,
+    };
+    for (field, empty) in [
+        (
+            "from_headers",
+            from_headers.as_ref().is_some_and(Vec::is_empty),
+        ),
+        (
+            "from_cookies",
+            from_cookies.as_ref().is_some_and(Vec::is_empty),
+        ),
+        (
+            "from_params",
+            from_params.as_ref().is_some_and(Vec::is_empty),
+        ),
+    ] {
+        if empty {
+            return err(at(field), "must list at least one name (or be omitted)");
+        }
+    }
+    let mut wanted: Vec<(String, TokenSource)> = Vec::new();
+    for (i, s) in from_headers.unwrap_or_default().into_iter().enumerate() {
+        let header = s.name.to_ascii_lowercase();
+        let field = format!("providers.{name}.from_headers[{i}]");
+        if !is_header_name(&header) {
+            return err(
+                format!("{field}.name"),
+                format!("{:?} is not a valid header name", s.name),
+            );
+        }
+        if header == "cookie" {
+            return err(
+                format!("{field}.name"),
+                "a token in a cookie is read with from_cookies",
+            );
+        }
+        if header == HEADER_SERVICE || header == HEADER_SCOPES || header.starts_with("x-svcauth-") {
+            return err(
+                format!("{field}.name"),
+                format!("{header:?} is a header svcauth sets (and strips from every request)"),
+            );
+        }
+        if s.value_prefix
+            .as_deref()
+            .is_some_and(|p| p.is_empty() || p.chars().any(|c| c.is_control()))
+        {
+            return err(
+                format!("{field}.value_prefix"),
+                "must be non-empty printable text",
+            );
+        }
+        let src = TokenSource::Header {
+            name: header,
+            prefix: s.value_prefix,
+        };
+        let clash = sources
+            .iter()
+            .chain(wanted.iter().map(|(_, w)| w))
+            .any(|x| x != &src && x.header().is_some() && x.header() == src.header());
+        if clash {
+            return err(
+                field,
+                format!(
+                    "header {:?} is configured with two different prefixes",
+                    src.header().unwrap_or_default()
+                ),
+            );
+        }
+        wanted.push((format!("from_headers[{i}]"), src));
+    }
+    for (i, c) in from_cookies.unwrap_or_default().into_iter().enumerate() {
+        // RFC 6265 §4.1.1: a cookie name is an RFC 7230 token; its case is kept.
+        let ok = !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !ok {
+            return err(
+                format!("providers.{name}.from_cookies[{i}]"),
+                format!("{c:?} is not a cookie name (RFC 6265 token)"),
+            );
+        }
+        wanted.push((format!("from_cookies[{i}]"), TokenSource::Cookie(c)));
+    }
+    for (i, q) in from_params.unwrap_or_default().into_iter().enumerate() {
+        // Unreserved characters only (RFC 3986 §2.3), so that the name reads the same whether
+        // a parser decodes it or not.
+        let ok = !q.is_empty()
+            && q.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if !ok {
+            return err(
+                format!("providers.{name}.from_params[{i}]"),
+                format!("{q:?} is not a query parameter name (letters, digits, - . _ ~)"),
+            );
+        }
+        wanted.push((format!("from_params[{i}]"), TokenSource::Param(q)));
+    }
+    let mut mine = Vec::with_capacity(wanted.len());
+    for (field, src) in wanted {
+        let idx = match sources.iter().position(|x| *x == src) {
+            Some(i) => i,
+            None => {
+                sources.push(src);
+                sources.len() - 1
+            }
+        };
+        if mine.contains(&idx) {
+            return err(at(&field), "is listed twice");
+        }
+        mine.push(idx);
+    }
+    Ok(mine)
+}
+
+/// A `claim_to_headers` claim: a dot path (`"realm_access.roles"`) or a list of member names
+/// (`["https://example.com/roles"]`, for names that hold dots). The claim as written, and the
+/// member names.
+fn claim_path(v: &Value) -> Result<(String, Vec<String>), String> {
+    let path: Vec<String> = match v {
+        Value::String(s) => s.split('.').map(str::to_string).collect(),
+        Value::Array(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for item in list {
+                match item {
+                    Value::String(s) => out.push(s.clone()),
+                    _ => return Err("a list of member names must hold only strings".into()),
+                }
+            }
+            out
+        }
+        _ => return Err(
+            "must be a claim name, a dot path (\"realm_access.roles\") or a list of member names"
+                .into(),
+        ),
+    };
+    let written = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if path.is_empty() || path.iter().any(String::is_empty) {
+        return Err(format!(
+            "{written} has an empty member name (write a name with dots as a list: [\"https://example.com/roles\"])"
+        ));
+    }
+    Ok((written, path))
+}
+
+/// Headers a claim may never set: credentials, framing and hop-by-hop headers, routing and
+/// tracing headers, and svcauth's own.
+const RESERVED_HEADERS: [&str; 20] = [
     "authorization",
+    "proxy-authorization",
+    "cookie",
     "host",
     "content-length",
+    "content-encoding",
     "transfer-encoding",
     "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "forwarded",
     "x-request-id",
     "traceparent",
     "tracestate",
+    HEADER_SERVICE,
+    HEADER_SCOPES,
 ];
+
+fn is_reserved_header(h: &str) -> bool {
+    RESERVED_HEADERS.contains(&h)
+        || ["x-svcauth-", "x-envoy-", "x-forwarded-"]
+            .iter()
+            .any(|p| h.starts_with(p))
+}
 
 fn compile_rule(i: usize, rr: RawRule, providers: &[Provider]) -> Result<Rule, ConfigError> {
     let at = |field: &str| format!("rules[{i}].{field}");

@@ -11,6 +11,8 @@ use crate::cache::TokenCache;
 use crate::config::{Action, Config, PathMatch, Rule};
 use crate::keys::KeyStore;
 use crate::reason::Reason;
+use crate::sources::extract;
+pub use crate::sources::{Edit, Strip};
 use crate::verify::{self, Verified};
 
 /// The outcome for one request.
@@ -27,8 +29,9 @@ pub struct Allowed {
     pub rule: Option<usize>,
     /// The caller, when the rule required a token.
     pub identity: Option<Rc<Verified>>,
-    /// The token header to remove before forwarding (provider's `forward_token: false`).
-    pub remove_header: Option<String>,
+    /// Where the credential was, to remove before forwarding (a provider's
+    /// `forward_token: false`, a static secret header).
+    pub strip: Option<Strip>,
     /// `Some(true)` cache hit, `Some(false)` miss, `None` no token checked.
     pub cache_hit: Option<bool>,
 }
@@ -78,54 +81,6 @@ pub fn header<'h, K: AsRef<str>, V: AsRef<str>>(
         .iter()
         .find(|(k, _)| k.as_ref() == name)
         .map(|(_, v)| v.as_ref())
-}
-
-/// A found token and the index of the [`crate::config::TokenSource`] it came from.
-struct Found<'h> {
-    token: &'h str,
-    source: usize,
-}
-
-/// Finds the token. `Err(MultipleTokens)` when more than one configured place holds one.
-fn extract<'h, K: AsRef<str>, V: AsRef<str>>(
-    config: &Config,
-    headers: &'h [(K, V)],
-) -> Result<Option<Found<'h>>, Reason> {
-    let mut found: Option<Found<'h>> = None;
-    for (k, v) in headers {
-        let name = k.as_ref();
-        let Some(si) = config.sources.iter().position(|s| s.header == name) else {
-            continue;
-        };
-        let prefix = config.sources.get(si).and_then(|s| s.prefix.as_deref());
-        // Envoy joins repeated headers of some names (`authorization` among them) into one
-        // value with commas. A token never holds a comma, so each element is read on its own:
-        // `Bearer a,Bearer b` is two tokens, as two separate headers are.
-        let joined = !prefix.is_some_and(|p| p.contains(','));
-        for element in v.as_ref().split(|c| joined && c == ',') {
-            let value = element.trim_start_matches([' ', '\t']);
-            let rest = match prefix {
-                None => value,
-                Some(prefix) => match value.get(..prefix.len()) {
-                    // The scheme is case-insensitive (RFC 7235 §2.1): `bearer x` is accepted.
-                    Some(head) if head.eq_ignore_ascii_case(prefix) => {
-                        value.get(prefix.len()..).unwrap_or_default()
-                    }
-                    // Another scheme (e.g. Basic) in this header is not ours to judge.
-                    _ => continue,
-                },
-            };
-            let token = rest.trim_matches(|c| c == ' ' || c == '\t');
-            if token.is_empty() {
-                continue;
-            }
-            if found.is_some() {
-                return Err(Reason::MultipleTokens);
-            }
-            found = Some(Found { token, source: si });
-        }
-    }
-    Ok(found)
 }
 
 /// Whether `rule` covers a request with this method: the method is listed (ASCII case
@@ -245,7 +200,7 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
         return Decision::Allow(Allowed {
             rule: None,
             identity: None,
-            remove_header: None,
+            strip: None,
             cache_hit: None,
         });
     }
@@ -260,7 +215,7 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
             return Decision::Allow(Allowed {
                 rule: Some(ri),
                 identity: None,
-                remove_header: None,
+                strip: None,
                 cache_hit: None,
             })
         }
@@ -295,7 +250,7 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
     // The token's hash is for denial lines only: computed when a denial is built.
     let hash_of = |t: Option<&str>| t.map(token_hash);
     let mut token: Option<&str> = None;
-    let (verified, hit, remove_header) = match (found, credentials) {
+    let (verified, hit, strip) = match (found.as_ref(), credentials) {
         (Some(_), Some(_)) => {
             return Decision::Deny(Denial::bare(Reason::MultipleTokens, Some(ri)))
         }
@@ -330,45 +285,41 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
                 rule_claims: Vec::new(),
                 exp: i64::MAX,
             };
-            let secret_header = provider.statics.as_ref().map(|s| s.secret_header.clone());
+            let secret_header = provider
+                .statics
+                .as_ref()
+                .map(|s| Strip::Header(s.secret_header.clone()));
             (Rc::new(identity), None, secret_header)
         }
         (Some(found), None) => {
-            token = Some(found.token);
-            if found.token.len() > config.max_token_bytes {
+            let t: &str = &found.token;
+            token = Some(t);
+            if t.len() > config.max_token_bytes {
                 return deny_with(Reason::TokenTooLarge, None, None, None, hash_of(token));
             }
             let Some(now) = clock() else {
                 return Decision::Deny(Denial::bare(Reason::ClockUnavailable, Some(ri)));
             };
-            let (verified, hit) = match cache.get(found.token, now) {
+            let (verified, hit) = match cache.get(t, now) {
                 Some(v) => (v, true),
-                None => {
-                    match verify::verify_with_keys(config, keys, crypto, found.token, now, &mut ())
-                    {
-                        Ok(v) => {
-                            let v = Rc::new(v);
-                            let skew = config.providers.get(v.provider).map_or(0, |p| p.clock_skew);
-                            cache.insert(
-                                found.token,
-                                v.exp.saturating_add(skew),
-                                Rc::clone(&v),
-                                now,
-                            );
-                            (v, false)
-                        }
-                        Err(f) => {
-                            return Decision::Deny(Denial {
-                                provider: f.provider,
-                                subject: f.subject,
-                                unverified_subject: f.unverified_subject,
-                                token_hash: hash_of(token),
-                                cache_hit: Some(false),
-                                ..Denial::bare(f.reason, Some(ri))
-                            })
-                        }
+                None => match verify::verify_with_keys(config, keys, crypto, t, now, &mut ()) {
+                    Ok(v) => {
+                        let v = Rc::new(v);
+                        let skew = config.providers.get(v.provider).map_or(0, |p| p.clock_skew);
+                        cache.insert(t, v.exp.saturating_add(skew), Rc::clone(&v), now);
+                        (v, false)
                     }
-                }
+                    Err(f) => {
+                        return Decision::Deny(Denial {
+                            provider: f.provider,
+                            subject: f.subject,
+                            unverified_subject: f.unverified_subject,
+                            token_hash: hash_of(token),
+                            cache_hit: Some(false),
+                            ..Denial::bare(f.reason, Some(ri))
+                        })
+                    }
+                },
             };
             let Some(provider) = config.providers.get(verified.provider) else {
                 return deny_with(
@@ -392,7 +343,7 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
             let remove = if provider.forward_token {
                 None
             } else {
-                config.sources.get(found.source).map(|s| s.header.clone())
+                config.sources.get(found.source).map(Strip::of)
             };
             (verified, Some(hit), remove)
         }
@@ -429,7 +380,7 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
     Decision::Allow(Allowed {
         rule: Some(ri),
         identity: Some(verified),
-        remove_header,
+        strip,
         cache_hit: hit,
     })
 }

@@ -40,6 +40,7 @@ pub mod path;
 pub mod ratelimit;
 pub mod reason;
 pub mod signing;
+pub mod sources;
 pub mod statics;
 pub mod verify;
 
@@ -58,5 +59,7 @@ mod doors_tests;
 mod props_tests;
 #[cfg(test)]
 mod signing_tests;
+#[cfg(test)]
+mod sources_tests;
 
 mod adapter;

@@ -21,7 +21,7 @@ pub struct Verified {
     pub scopes: Vec<String>,
     /// `scopes` space-separated (the `x-service-scopes` value).
     pub scopes_joined: String,
-    /// `(header, value)` from the provider's `claim_to_headers`, for claims present as primitives.
+    /// `(header, value)` from the provider's `claim_to_headers`, for the claims that render.
     pub claim_headers: Vec<(String, String)>,
     /// `(claim, value)` of the config's `log.claims`, for audit lines.
     pub log_claims: Vec<(String, String)>,
@@ -246,12 +246,11 @@ pub fn verify_with_keys<E: Explain>(
     let scopes = scopes_of(provider, &claims).map_err(fail)?;
     ex.pass("scopes", || format!("granted {:?}", scopes.join(" ")));
     let mut claim_headers = Vec::with_capacity(provider.claim_to_headers.len());
-    for (claim, header) in &provider.claim_to_headers {
-        if let Some(v) = claims.get(claim).and_then(primitive) {
-            if !is_header_safe(&v) {
-                return Err(fail(Reason::TokenMalformed));
-            }
-            claim_headers.push((header.clone(), v));
+    for ch in &provider.claim_to_headers {
+        match claim_header_value(&claims, &ch.path, provider.max_claim_header_bytes) {
+            Ok(Some(v)) => claim_headers.push((ch.header.clone(), v)),
+            Ok(None) => {}
+            Err(()) => return Err(fail(Reason::TokenMalformed)),
         }
     }
     let log_claims = config
@@ -392,6 +391,56 @@ fn primitive(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// The `claim_to_headers` value of the claim at `path` (member names through objects):
+/// a string, number or boolean as it is (numbers and booleans as their JSON text), a list of
+/// strings joined with `,`. `Ok(None)`, no header: the claim is absent, `null`, an object, an
+/// empty list or a list holding anything but strings. `Err`, the token is malformed: the value
+/// cannot go into a header unchanged (a control character such as CR or LF, tab excepted), a
+/// list element that would not read back as itself (empty, holding a `,`, or with spaces or
+/// tabs at its ends), or a value longer than `max` bytes.
+fn claim_header_value(
+    claims: &Map<String, Value>,
+    path: &[String],
+    max: usize,
+) -> Result<Option<String>, ()> {
+    let mut names = path.iter();
+    let mut v = names.next().and_then(|n| claims.get(n));
+    for n in names {
+        v = v.and_then(Value::as_object).and_then(|o| o.get(n));
+    }
+    let text = match v {
+        Some(Value::Array(list)) => {
+            if list.is_empty() || !list.iter().all(Value::is_string) {
+                return Ok(None);
+            }
+            let mut out = String::new();
+            for (i, item) in list.iter().filter_map(Value::as_str).enumerate() {
+                let bare = item.trim_matches([' ', '\t']);
+                if bare.is_empty() || bare.len() != item.len() || item.contains(',') {
+                    return Err(());
+                }
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(item);
+                if out.len() > max {
+                    return Err(());
+                }
+            }
+            out
+        }
+        Some(other) => match primitive(other) {
+            Some(text) => text,
+            None => return Ok(None),
+        },
+        None => return Ok(None),
+    };
+    if text.len() > max || text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(());
+    }
+    Ok(Some(text))
 }
 
 /// A value Envoy accepts in a header: no control characters (tab excepted), bounded length.

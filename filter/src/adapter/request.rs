@@ -345,8 +345,11 @@ pub fn apply<K: AsRef<str>, V: AsRef<str>>(
         }
         None => host.set_request_header(TAG_SERVICE, "anonymous"),
     }
-    if let Some(h) = &a.remove_header {
-        host.remove_request_header(h);
+    // A credential the upstream must not see: a header, a cookie, or a query parameter.
+    match a.strip.as_ref().map(|s| s.edit(headers)) {
+        Some(decide::Edit::Remove(h)) => host.remove_request_header(h),
+        Some(decide::Edit::Set(h, v)) => host.set_request_header(h, &v),
+        Some(decide::Edit::Nothing) | None => {}
     }
     (Outcome::Continue, audit)
 }
