@@ -20,6 +20,15 @@ pub const TAG_SERVICE: &str = "x-svcauth-service";
 pub const TAG_REASON: &str = "x-svcauth-reason";
 pub const TAG_PROVIDER: &str = "x-svcauth-provider";
 
+/// The decision, published once per request as stream properties: Envoy keeps each as filter
+/// state `wasm.<name>`, which tracing `custom_tags` and access logs read
+/// (`%FILTER_STATE(wasm.svcauth_decision:PLAIN)%`). Unlike request headers, they never reach
+/// the upstream and do not clear Envoy's route cache.
+pub const PROP_DECISION: &str = "svcauth_decision";
+pub const PROP_SERVICE: &str = "svcauth_service";
+pub const PROP_REASON: &str = "svcauth_reason";
+pub const PROP_PROVIDER: &str = "svcauth_provider";
+
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 const DEFAULT_CLOCK_SKEW: u64 = 60;
 const DEFAULT_CACHE_ENTRIES: usize = 1024;
@@ -45,6 +54,8 @@ struct RawConfig {
     rate_limits: Vec<crate::ratelimit::RawLimit>,
     #[serde(default)]
     host_crypto: Option<bool>,
+    #[serde(default)]
+    decision_tags: Option<TagsAs>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -369,6 +380,8 @@ pub struct Config {
     /// Verify RS256/384/512 and ES256/384 signatures with the host's native crypto (Envoy's
     /// `verify_signature` foreign function) when it has it.
     pub host_crypto: bool,
+    /// How the decision is published for span tags and access logs.
+    pub decision_tags: TagsAs,
     /// Every claim some rule's `requires.claims` names (kept with a verified token).
     pub rule_claims: Vec<String>,
 }
@@ -427,6 +440,22 @@ impl Config {
             None => HeaderFate::Keep,
         }
     }
+}
+
+/// Where the decision (`auth.decision`, `auth.service`, `auth.reason`, `auth.provider`) is
+/// published for Envoy's tracer and access log (`decision_tags`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TagsAs {
+    /// Filter state `wasm.svcauth_decision`, `wasm.svcauth_service`, `wasm.svcauth_reason`,
+    /// `wasm.svcauth_provider` (tags: `value: "%FILTER_STATE(wasm.svcauth_decision:PLAIN)%"`):
+    /// never forwarded upstream. The default.
+    #[default]
+    FilterState,
+    /// The request headers `x-svcauth-decision`, `-service`, `-reason`, `-provider` (tags:
+    /// `request_header`), for tracers that read only headers (Istio's Telemetry API). On
+    /// allowed requests they reach the upstream too.
+    RequestHeaders,
 }
 
 /// The fate of one client-sent request header.
@@ -569,6 +598,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         rate_limits,
         rule_claims,
         host_crypto: raw.host_crypto.unwrap_or(true),
+        decision_tags: raw.decision_tags.unwrap_or_default(),
     })
 }
 

@@ -42,6 +42,8 @@ pub struct FakeHost {
     pub calls: RefCell<Vec<&'static str>>,
     /// The buffered request body, per context.
     pub bodies: RefCell<BTreeMap<u32, Vec<u8>>>,
+    /// Stream properties set: (context, name) → value.
+    pub properties: RefCell<BTreeMap<(u32, String), String>>,
 }
 
 impl FakeHost {
@@ -135,6 +137,12 @@ impl Host for FakeHost {
         if let Some(h) = self.headers.borrow_mut().get_mut(&id) {
             h.retain(|(k, _)| k != name);
         }
+    }
+    fn set_property(&self, name: &str, value: &str) {
+        self.note("set_property");
+        self.properties
+            .borrow_mut()
+            .insert((self.current.get(), name.to_string()), value.to_string());
     }
     fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
         self.note("get_body");

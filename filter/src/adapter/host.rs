@@ -56,6 +56,9 @@ pub trait Host {
     fn remove_request_header(&self, name: &str);
     /// `size` bytes of the current request's buffered body from `start` (`None`: host error).
     fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>>;
+    /// Sets a property of the current stream (`svcauth_decision` becomes Envoy filter state
+    /// `wasm.svcauth_decision`, which access logs and tracing `custom_tags` read).
+    fn set_property(&self, name: &str, value: &str);
     /// Answers the current request locally.
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Makes `context_id` the current context (after a key refetch, to answer a waiting

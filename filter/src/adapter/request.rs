@@ -16,7 +16,8 @@ use super::state::Shared;
 use super::waiters::Waiter;
 use crate::cache::TokenCache;
 use crate::config::{
-    HeaderFate, HEADER_SCOPES, HEADER_SERVICE, TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE,
+    HeaderFate, TagsAs, HEADER_SCOPES, HEADER_SERVICE, PROP_DECISION, PROP_PROVIDER, PROP_REASON,
+    PROP_SERVICE, TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE,
 };
 use crate::decide::{self, Decision, Denial};
 use crate::keys::KeyStore;
@@ -321,7 +322,7 @@ pub fn apply<K: AsRef<str>, V: AsRef<str>>(
     }
     shared.counters.cache(a.cache_hit);
     shared.counters.allowed.bump();
-    host.set_request_header(TAG_DECISION, "allow");
+    tag(shared, Tag::Decision, "allow");
     let mut audit = None;
     match &a.identity {
         Some(id) => {
@@ -330,9 +331,9 @@ pub fn apply<K: AsRef<str>, V: AsRef<str>>(
             for (h, v) in &id.claim_headers {
                 host.set_request_header(h, v);
             }
-            host.set_request_header(TAG_SERVICE, &id.subject);
+            tag(shared, Tag::Service, &id.subject);
             if let Some(p) = config.providers.get(id.provider) {
-                host.set_request_header(TAG_PROVIDER, &p.name);
+                tag(shared, Tag::Provider, &p.name);
             }
             let rule_audit = a
                 .rule
@@ -343,7 +344,7 @@ pub fn apply<K: AsRef<str>, V: AsRef<str>>(
                 audit = Some(logline::allowed(config, id, a.rule, &facts));
             }
         }
-        None => host.set_request_header(TAG_SERVICE, "anonymous"),
+        None => tag(shared, Tag::Service, "anonymous"),
     }
     // A credential the upstream must not see: a header, a cookie, or a query parameter.
     match a.strip.as_ref().map(|s| s.edit(headers)) {
@@ -375,14 +376,14 @@ fn deny<K: AsRef<str>, V: AsRef<str>>(
     let config = &shared.config;
     let host = &*shared.host;
     shared.counters.denied_for(d.reason);
-    host.set_request_header(TAG_DECISION, "deny");
-    host.set_request_header(TAG_REASON, d.reason.code());
+    tag(shared, Tag::Decision, "deny");
+    tag(shared, Tag::Reason, d.reason.code());
     // Only a verified caller is named (`subject` is set only after the signature verified).
     if let Some(s) = &d.subject {
-        host.set_request_header(TAG_SERVICE, s);
+        tag(shared, Tag::Service, s);
     }
     if let Some(p) = d.provider.and_then(|p| config.providers.get(p)) {
-        host.set_request_header(TAG_PROVIDER, &p.name);
+        tag(shared, Tag::Provider, &p.name);
     }
     let facts = RequestFacts::from_headers(headers);
     shared.log(Level::Info, || logline::denial(config, d, &facts));
@@ -411,6 +412,40 @@ fn deny<K: AsRef<str>, V: AsRef<str>>(
         host.send_reply(d.reason.status(), &reply, body.as_bytes());
     }
     Outcome::Pause
+}
+
+/// One field of the published decision.
+#[derive(Clone, Copy)]
+enum Tag {
+    Decision,
+    Service,
+    Reason,
+    Provider,
+}
+
+/// Publishes one field of the decision where the config says (`decision_tags`).
+fn tag(shared: &Shared, t: Tag, value: &str) {
+    let host = &*shared.host;
+    match shared.config.decision_tags {
+        TagsAs::FilterState => {
+            let name = match t {
+                Tag::Decision => PROP_DECISION,
+                Tag::Service => PROP_SERVICE,
+                Tag::Reason => PROP_REASON,
+                Tag::Provider => PROP_PROVIDER,
+            };
+            host.set_property(name, value);
+        }
+        TagsAs::RequestHeaders => {
+            let name = match t {
+                Tag::Decision => TAG_DECISION,
+                Tag::Service => TAG_SERVICE,
+                Tag::Reason => TAG_REASON,
+                Tag::Provider => TAG_PROVIDER,
+            };
+            host.set_request_header(name, value);
+        }
+    }
 }
 
 /// Whether Envoy answers a local reply to a request of this content type as a gRPC status:

@@ -260,9 +260,11 @@ fn a_cached_allow_makes_one_header_read_one_clock_read_and_writes_only_what_it_s
         // The miss asks the host's crypto (this double has none: one warning, then in-VM).
         assert_eq!(host.count("foreign"), usize::from(round == 0));
         assert_eq!(host.count("log"), usize::from(round == 0));
-        // Two spoofed spellings removed; identity and three tags set; nothing else.
+        // Two spoofed spellings removed; the two identity headers set for the upstream; the
+        // decision published as three properties (no tag header reaches the upstream).
         assert_eq!(host.count("remove_header"), 2);
-        assert_eq!(host.count("set_header"), 5);
+        assert_eq!(host.count("set_header"), 2);
+        assert_eq!(host.count("set_property"), 3);
     }
     assert_eq!(
         host.header(1, "x-service-name").as_deref(),
@@ -687,10 +689,17 @@ fn a_verified_denial_names_its_caller_and_a_forged_one_does_not() {
             ..Stream::default()
         },
     );
+    let prop = |id: u32, name: &str| {
+        host.properties
+            .borrow()
+            .get(&(id, name.to_string()))
+            .cloned()
+    };
     assert_eq!(
-        host.header(1, "x-svcauth-service").as_deref(),
+        prop(1, "svcauth_service").as_deref(),
         Some("orders-service")
     );
+    assert_eq!(host.header(1, "x-svcauth-service"), None);
     let forged = {
         let t = token(
             Fixture::Ec256,
@@ -716,11 +725,9 @@ fn a_verified_denial_names_its_caller_and_a_forged_one_does_not() {
             ..Stream::default()
         },
     );
-    assert_eq!(host.header(2, "x-svcauth-service"), None);
-    assert_eq!(
-        host.header(2, "x-svcauth-reason").as_deref(),
-        Some("bad_signature")
-    );
+    assert_eq!(prop(2, "svcauth_service"), None);
+    assert_eq!(prop(2, "svcauth_reason").as_deref(), Some("bad_signature"));
+    assert_eq!(prop(2, "svcauth_decision").as_deref(), Some("deny"));
     let line = &host.logs.borrow().last().unwrap().1.clone();
     assert!(line.contains("\"subject\":null"), "{line}");
     assert!(

@@ -114,6 +114,10 @@ impl Host for WasmHost {
         }
     }
 
+    fn set_property(&self, name: &str, value: &str) {
+        let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
+    }
+
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
     }
