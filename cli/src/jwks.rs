@@ -39,7 +39,7 @@ Usage: svcauth jwks add SET JWK_FILE...
 
 Each key must have a kid that is not in SET yet (a duplicate kid is refused: tokens name their
 key by kid), must be public (a JWK with private members such as \"d\" is refused), and must be
-usable by the filter (RSA 2048-8192 bits, EC P-256/P-384, Ed25519; no symmetric \"oct\" keys,
+usable by the filter (RSA 2048-8192 bits, EC P-256/P-384/P-521, Ed25519; no symmetric \"oct\" keys,
 which belong in hmac_secret_env). The set is replaced atomically; nothing is written on error.
 
 Options:

@@ -494,11 +494,16 @@ fn compile_provider(
             }
         };
         let set = jwk::parse_set(&text).map_err(|e| ConfigError(format!("{}: {e}", at("jwks"))))?;
-        if let Some(first) = set.skipped.first() {
-            return err(at("jwks"), format!("unusable key: {first}"));
-        }
         if set.keys.is_empty() {
-            return err(at("jwks"), "has no keys");
+            return err(
+                at("jwks"),
+                set.skipped.first().map_or("has no keys".into(), |s| {
+                    format!("unusable key: {s} (the set has no usable key)")
+                }),
+            );
+        }
+        for s in &set.skipped {
+            log::warn!("svcauth: provider {name}: JWKS key skipped: {s}");
         }
         keys.extend(set.keys);
     }
@@ -559,7 +564,7 @@ fn compile_provider(
             let mut algs = Vec::new();
             for n in names {
                 let Some(a) = Alg::from_name(&n) else {
-                    return err(at("algorithms"), format!("unsupported algorithm {n:?} (supported: HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"));
+                    return err(at("algorithms"), format!("unsupported algorithm {n:?} (supported: HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, ES512, EdDSA)"));
                 };
                 if !usable.contains(&a) {
                     return err(

@@ -1,9 +1,19 @@
-//! JSON Web Keys: parsing a JWK Set into verification keys, and choosing the keys that may
-//! verify a given token (the rules of Envoy's jwt_verify_lib).
+//! JSON Web Keys: reading a JWK Set into verification keys, and choosing the keys that may
+//! verify a given token, following `jwt_verify_lib` (the library inside Envoy's `jwt_authn`).
+//!
+//! A key of a type or curve no JWS algorithm of svcauth uses (an `X25519` or `secp256k1` key,
+//! an encryption key, a symmetric `oct` key, a weak RSA key) is skipped with a message, so one
+//! odd key never hides the others. A key of a supported type that is malformed (a missing or
+//! bad member, a point off its curve) makes the whole set an error that names the key. EC keys
+//! without `crv` take it from `alg` (P-256 when neither is given); EC coordinates shorter than
+//! the curve's size are left-padded. A set may also be Google's X.509 form: an object of
+//! `kid` → PEM certificate.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::alphabet::URL_SAFE;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::jws::Alg;
 
@@ -11,9 +21,10 @@ use crate::jws::Alg;
 #[derive(Clone)]
 pub enum KeyMaterial {
     Hmac(Vec<u8>),
-    Rsa(rsa::RsaPublicKey),
+    Rsa(rsa::PublicKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
@@ -25,6 +36,7 @@ impl std::fmt::Debug for KeyMaterial {
             KeyMaterial::Rsa(_) => "Rsa(..)",
             KeyMaterial::P256(_) => "P256(..)",
             KeyMaterial::P384(_) => "P384(..)",
+            KeyMaterial::P521(_) => "P521(..)",
             KeyMaterial::Ed25519(_) => "Ed25519(..)",
         })
     }
@@ -37,7 +49,7 @@ pub struct Key {
     pub alg: Option<Alg>,
     pub material: KeyMaterial,
     /// The public key as DER SubjectPublicKeyInfo (RSA and EC keys), computed once, for a host
-    /// that verifies signatures natively; empty for other keys.
+    /// that verifies signatures natively and for the provider; empty for other keys.
     pub spki_der: Vec<u8>,
 }
 
@@ -49,6 +61,7 @@ impl Key {
             KeyMaterial::Rsa(_) => alg.is_rsa(),
             KeyMaterial::P256(_) => alg == Alg::ES256,
             KeyMaterial::P384(_) => alg == Alg::ES384,
+            KeyMaterial::P521(_) => alg == Alg::ES512,
             KeyMaterial::Ed25519(_) => alg == Alg::EdDSA,
         };
         family_ok && self.alg.is_none_or(|a| a == alg)
@@ -62,37 +75,26 @@ impl Key {
             .filter(|a| self.fits(*a))
             .collect()
     }
+
+    /// A key of `material`, with its SPKI DER computed.
+    pub fn new(kid: Option<String>, alg: Option<Alg>, material: KeyMaterial) -> Key {
+        let spki_der = spki_der(&material);
+        Key {
+            kid,
+            alg,
+            material,
+            spki_der,
+        }
+    }
 }
 
 /// RSA moduli accepted: 2048 to 8192 bits (RFC 7518 §3.3 requires at least 2048).
 const RSA_MIN_BITS: usize = 2048;
 const RSA_MAX_BITS: usize = 8192;
 
-#[derive(Deserialize)]
-struct RawSet {
-    keys: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct RawKey {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default, rename = "use")]
-    use_: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
-}
+/// At most this many keys in one JWK Set: a token without `kid` is tried against each key that
+/// fits its algorithm, so the set size bounds the work one token can cause.
+pub const MAX_KEYS: usize = 32;
 
 /// The usable keys of a JWK Set, and one message per key that was skipped.
 #[derive(Debug, Default)]
@@ -101,137 +103,232 @@ pub struct ParsedSet {
     pub skipped: Vec<String>,
 }
 
-/// Parses a JWK Set. A set that is not a JSON object with a `keys` array is an error; keys
-/// that cannot be used (encryption keys, symmetric keys, unsupported types, weak RSA) are
-/// skipped with a message, so one odd key never hides the others.
+enum Outcome {
+    Key(Box<Key>),
+    /// Not a key svcauth uses: skipped, with the reason.
+    Skip(String),
+    /// A key of a supported type that is malformed: the set is refused.
+    Bad(String),
+}
+use Outcome::{Bad, Skip};
+
+/// base64url for key members: padding optional, as `jwt_verify_lib` reads them (keys come from
+/// the operator's configuration or key server, not from the token).
+const KEY_B64: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Parses a JWK Set (`{"keys": [...]}`, or Google's `{"kid": "-----BEGIN CERTIFICATE-----..."}`).
+/// A set that is neither, more than [`MAX_KEYS`] keys, or a malformed key of a supported type
+/// is an error; keys svcauth does not use are skipped and listed. An empty result is the
+/// caller's to refuse.
 pub fn parse_set(json: &str) -> Result<ParsedSet, String> {
-    let raw: RawSet = serde_json::from_str(json).map_err(|e| format!("not a JWK Set: {e}"))?;
+    let value: Value = serde_json::from_str(json).map_err(|e| format!("not a JWK Set: {e}"))?;
+    let Value::Object(top) = value else {
+        return Err("not a JWK Set: not a JSON object".into());
+    };
+    let keys = match top.get("keys") {
+        Some(Value::Array(keys)) => keys,
+        Some(_) => return Err("not a JWK Set: \"keys\" is not an array".into()),
+        None if crate::x509::is_x509_set(&top) => return crate::x509::parse_x509_set(&top),
+        None => return Err("not a JWK Set: no \"keys\" array".into()),
+    };
+    if keys.len() > MAX_KEYS {
+        return Err(format!(
+            "not a usable JWK Set: {} keys (at most {MAX_KEYS})",
+            keys.len()
+        ));
+    }
     let mut out = ParsedSet::default();
-    for (i, value) in raw.keys.into_iter().enumerate() {
+    for (i, value) in keys.iter().enumerate() {
         let label = value
             .get("kid")
             .and_then(|k| k.as_str())
             .map(|k| format!("key {i} (kid {k:?})"))
             .unwrap_or_else(|| format!("key {i}"));
-        match serde_json::from_value::<RawKey>(value)
-            .map_err(|e| e.to_string())
-            .and_then(parse_key)
-        {
-            Ok(key) => out.keys.push(key),
-            Err(e) => out.skipped.push(format!("{label}: {e}")),
+        match parse_key(value) {
+            Outcome::Key(key) => out.keys.push(*key),
+            Skip(why) => out.skipped.push(format!("{label}: {why}")),
+            Bad(why) => return Err(format!("unusable key: {label}: {why}")),
         }
     }
     Ok(out)
 }
 
-fn parse_key(raw: RawKey) -> Result<Key, String> {
-    if raw.use_.as_deref().is_some_and(|u| u != "sig") {
-        return Err("not a signing key (use is not \"sig\")".into());
-    }
-    let alg = match raw.alg.as_deref() {
-        None => None,
-        Some(name) => {
-            Some(Alg::from_name(name).ok_or_else(|| format!("unsupported alg {name:?}"))?)
-        }
-    };
-    let material = match (raw.kty.as_str(), raw.crv.as_deref()) {
-        ("RSA", _) => {
-            let n = rsa::BigUint::from_bytes_be(&field(&raw.n, "n")?);
-            let e = rsa::BigUint::from_bytes_be(&field(&raw.e, "e")?);
-            let bits = n.bits();
-            if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
-                return Err(format!("RSA modulus of {bits} bits (allowed 2048-8192)"));
-            }
-            KeyMaterial::Rsa(
-                rsa::RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS)
-                    .map_err(|e| format!("bad RSA key: {e}"))?,
-            )
-        }
-        ("EC", Some("P-256")) => KeyMaterial::P256(
-            p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(&raw, 32)?)
-                .map_err(|_| "bad P-256 point".to_string())?,
-        ),
-        ("EC", Some("P-384")) => KeyMaterial::P384(
-            p384::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(&raw, 48)?)
-                .map_err(|_| "bad P-384 point".to_string())?,
-        ),
-        ("OKP", Some("Ed25519")) => {
-            let x = field(&raw.x, "x")?;
-            let bytes: [u8; 32] = x
-                .as_slice()
-                .try_into()
-                .map_err(|_| "Ed25519 x must be 32 bytes".to_string())?;
-            KeyMaterial::Ed25519(
-                ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                    .map_err(|_| "bad Ed25519 key".to_string())?,
-            )
-        }
-        ("oct", _) => {
-            return Err("symmetric (oct) keys are not accepted in a JWK Set; \
-                        use hmac_secret_env"
-                .into())
-        }
-        (kty, crv) => return Err(format!("unsupported key type {kty:?} / curve {crv:?}")),
-    };
-    let spki_der = spki_der(&material);
-    let key = Key {
-        kid: raw.kid,
-        alg,
-        material,
-        spki_der,
-    };
-    if key.algs().is_empty() {
-        return Err("its alg does not fit its key type".into());
-    }
-    Ok(key)
-}
-
-/// DER SubjectPublicKeyInfo prefixes of uncompressed P-256 and P-384 points (RFC 5480).
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
-const P384_SPKI_PREFIX: [u8; 23] = [
-    0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
-    0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
-];
-
-/// The SubjectPublicKeyInfo DER of an RSA or EC key; empty for others.
-fn spki_der(m: &KeyMaterial) -> Vec<u8> {
-    match m {
-        KeyMaterial::Rsa(k) => {
-            use rsa::pkcs8::EncodePublicKey as _;
-            k.to_public_key_der()
-                .map(|d| d.into_vec())
-                .unwrap_or_default()
-        }
-        KeyMaterial::P256(k) => {
-            let mut v = P256_SPKI_PREFIX.to_vec();
-            v.extend_from_slice(k.to_encoded_point(false).as_bytes());
-            v
-        }
-        KeyMaterial::P384(k) => {
-            let mut v = P384_SPKI_PREFIX.to_vec();
-            v.extend_from_slice(k.to_encoded_point(false).as_bytes());
-            v
-        }
-        KeyMaterial::Hmac(_) | KeyMaterial::Ed25519(_) => Vec::new(),
+/// An optional string member: `Ok(None)` when absent, an error when not a string.
+fn opt_str<'v>(obj: &'v Map<String, Value>, name: &str) -> Result<Option<&'v str>, String> {
+    match obj.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("{name:?} is not a string")),
     }
 }
 
-fn field(v: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
-    let s = v.as_deref().ok_or_else(|| format!("missing {name:?}"))?;
-    URL_SAFE_NO_PAD
+fn field(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
+    let s = opt_str(obj, name)?.ok_or_else(|| format!("missing {name:?}"))?;
+    KEY_B64
         .decode(s)
         .map_err(|_| format!("{name:?} is not base64url"))
 }
 
-fn ec_point(raw: &RawKey, len: usize) -> Result<Vec<u8>, String> {
-    let x = field(&raw.x, "x")?;
-    let y = field(&raw.y, "y")?;
-    if x.len() != len || y.len() != len {
-        return Err(format!("EC coordinates must be {len} bytes"));
+/// Algorithms of keys that are never JWS signing keys (RFC 7518 §4): such a key is skipped.
+fn is_encryption_alg(name: &str) -> bool {
+    name.starts_with("RSA1_5")
+        || name.starts_with("RSA-OAEP")
+        || name.starts_with("ECDH-ES")
+        || name.starts_with("A128")
+        || name.starts_with("A192")
+        || name.starts_with("A256")
+        || name == "dir"
+}
+
+fn parse_key(value: &Value) -> Outcome {
+    let Value::Object(obj) = value else {
+        return Skip("not a JSON object".into());
+    };
+    match read_key(obj) {
+        Ok(o) => o,
+        Err(why) => Bad(why),
     }
+}
+
+fn read_key(obj: &Map<String, Value>) -> Result<Outcome, String> {
+    let kty = opt_str(obj, "kty")?.ok_or("missing \"kty\"")?;
+    let kid = opt_str(obj, "kid")?.map(str::to_string);
+    if opt_str(obj, "use")?.is_some_and(|u| u != "sig") {
+        return Ok(Skip("not a signing key (use is not \"sig\")".into()));
+    }
+    let alg = match opt_str(obj, "alg")? {
+        None => None,
+        Some(name) => match Alg::from_name(name) {
+            Some(a) => Some(a),
+            None if is_encryption_alg(name) => {
+                return Ok(Skip(format!("an encryption key (alg {name:?})")))
+            }
+            None => return Ok(Skip(format!("unsupported alg {name:?}"))),
+        },
+    };
+    let material = match kty {
+        "RSA" => match rsa_key(obj)? {
+            Ok(k) => KeyMaterial::Rsa(k),
+            Err(skip) => return Ok(Skip(skip)),
+        },
+        "EC" => {
+            let crv = match opt_str(obj, "crv")? {
+                Some(c) => c,
+                // jwt_verify_lib: the curve of the alg, else P-256.
+                None => match alg {
+                    Some(Alg::ES384) => "P-384",
+                    Some(Alg::ES512) => "P-521",
+                    _ => "P-256",
+                },
+            };
+            match crv {
+                "P-256" => KeyMaterial::P256(
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(obj, 32)?)
+                        .map_err(|_| "not a point on P-256".to_string())?,
+                ),
+                "P-384" => KeyMaterial::P384(
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(obj, 48)?)
+                        .map_err(|_| "not a point on P-384".to_string())?,
+                ),
+                "P-521" => KeyMaterial::P521(
+                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(obj, 66)?)
+                        .map_err(|_| "not a point on P-521".to_string())?,
+                ),
+                other => return Ok(Skip(format!("unsupported EC curve {other:?}"))),
+            }
+        }
+        "OKP" => match opt_str(obj, "crv")?.ok_or("missing \"crv\"")? {
+            "Ed25519" => {
+                let x = field(obj, "x")?;
+                let bytes: [u8; 32] = x
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "Ed25519 x must be 32 bytes".to_string())?;
+                KeyMaterial::Ed25519(
+                    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                        .map_err(|_| "bad Ed25519 key".to_string())?,
+                )
+            }
+            other => return Ok(Skip(format!("unsupported OKP curve {other:?}"))),
+        },
+        "oct" => {
+            return Ok(Skip(
+                "symmetric (oct) keys are not accepted in a JWK Set; use hmac_secret_env".into(),
+            ))
+        }
+        other => return Ok(Skip(format!("unsupported key type {other:?}"))),
+    };
+    let key = Key::new(kid, alg, material);
+    if key.algs().is_empty() {
+        return Err("its alg does not fit its key type".into());
+    }
+    Ok(Outcome::Key(Box::new(key)))
+}
+
+/// `Ok(Err(reason))`: a well-formed RSA key svcauth does not use (weak, odd exponent).
+fn rsa_key(obj: &Map<String, Value>) -> Result<Result<rsa::PublicKey, String>, String> {
+    let n = strip_zeros(field(obj, "n")?);
+    let e = strip_zeros(field(obj, "e")?);
+    let bits = n
+        .first()
+        .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
+    if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
+        return Ok(Err(format!(
+            "RSA modulus of {bits} bits (allowed 2048-8192)"
+        )));
+    }
+    // jwt_verify_lib accepts only the exponents 3 and 65537.
+    if e.as_slice() != [3] && e.as_slice() != [1, 0, 1] {
+        return Ok(Err("RSA exponent other than 3 or 65537".into()));
+    }
+    rsa::PublicKey::new_with_size_limits(
+        rsa::BoxedUint::from_be_slice_vartime(&n),
+        rsa::BoxedUint::from_be_slice_vartime(&e),
+        RSA_MIN_BITS..=RSA_MAX_BITS,
+    )
+    .map(Ok)
+    .map_err(|e| format!("bad RSA key: {e}"))
+}
+
+fn strip_zeros(mut v: Vec<u8>) -> Vec<u8> {
+    let lead = v.iter().take_while(|b| **b == 0).count();
+    v.drain(..lead);
+    v
+}
+
+/// The SubjectPublicKeyInfo DER of an RSA or EC key (RustCrypto's encoders); empty for others.
+fn spki_der(m: &KeyMaterial) -> Vec<u8> {
+    use rsa::pkcs8::EncodePublicKey as _;
+    let doc = match m {
+        KeyMaterial::Rsa(k) => k.to_public_key_der(),
+        KeyMaterial::P256(k) => k.to_public_key_der(),
+        KeyMaterial::P384(k) => k.to_public_key_der(),
+        KeyMaterial::P521(k) => k.to_public_key_der(),
+        KeyMaterial::Hmac(_) | KeyMaterial::Ed25519(_) => return Vec::new(),
+    };
+    doc.map(|d| d.into_vec()).unwrap_or_default()
+}
+
+/// One EC coordinate as exactly `len` bytes: shorter ones left-padded with zeros (as
+/// `jwt_verify_lib` reads them as big numbers), longer ones only if the extra bytes are zeros.
+fn coordinate(obj: &Map<String, Value>, name: &str, len: usize) -> Result<Vec<u8>, String> {
+    let raw = strip_zeros(field(obj, name)?);
+    if raw.len() > len {
+        return Err(format!("EC coordinate {name:?} is longer than {len} bytes"));
+    }
+    let mut out = vec![0u8; len - raw.len()];
+    out.extend_from_slice(&raw);
+    Ok(out)
+}
+
+fn ec_point(obj: &Map<String, Value>, len: usize) -> Result<Vec<u8>, String> {
+    let x = coordinate(obj, "x", len)?;
+    let y = coordinate(obj, "y", len)?;
     let mut point = Vec::with_capacity(1 + 2 * len);
     point.push(0x04);
     point.extend_from_slice(&x);
@@ -243,9 +340,8 @@ fn ec_point(raw: &RawKey, len: usize) -> Result<Vec<u8>, String> {
 /// key lists (configured keys, then fetched ones).
 ///
 /// As in jwt_verify_lib: a key whose type or `alg` does not fit is never tried; when both the
-/// token and the key have a `kid`, they must be equal. A token without a `kid` is only verified
-/// when exactly one key fits, so an unlabeled token cannot go shopping for a key.
-/// HMAC secrets are the exception: see below.
+/// token and the key have a `kid`, they must be equal; a token without a `kid` is tried with
+/// every key that fits its `alg` (first valid signature wins), which [`MAX_KEYS`] bounds.
 pub fn candidates<'k>(lists: &[&'k [Key]], alg: Alg, kid: Option<&str>) -> Vec<&'k Key> {
     let fitting = lists.iter().flat_map(|l| l.iter()).filter(|k| k.fits(alg));
     if alg.is_hmac() {
@@ -257,14 +353,7 @@ pub fn candidates<'k>(lists: &[&'k [Key]], alg: Alg, kid: Option<&str>) -> Vec<&
         Some(kid) => fitting
             .filter(|k| k.kid.as_deref().is_none_or(|kk| kk == kid))
             .collect(),
-        None => {
-            let all: Vec<&Key> = fitting.collect();
-            if all.len() == 1 {
-                all
-            } else {
-                Vec::new()
-            }
-        }
+        None => fitting.collect(),
     }
 }
 
@@ -281,31 +370,110 @@ mod tests {
     }
 
     #[test]
-    fn unusable_keys_are_skipped_with_a_reason_and_the_rest_kept() {
+    fn unsupported_keys_are_skipped_with_a_reason_and_the_rest_kept() {
         let json = serde_json::json!({"keys": [
             {"kty": "oct", "k": "c2VjcmV0", "kid": "sym"},
-            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "tiny"},
-            {"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"},
+            {"kty": "OKP", "crv": "X25519", "x": "AA"},
+            {"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"},
             {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"},
+            {"kty": "RSA", "alg": "RSA-OAEP", "n": "AQAB", "e": "AQAB"},
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "tiny"},
+            {"kty": "foo"},
+            "not an object",
             fixtures::public_jwk(fixtures::Fixture::Ec256, "ok"),
         ]})
         .to_string();
         let set = parse_set(&json).unwrap();
         assert_eq!(set.keys.len(), 1);
-        assert_eq!(set.skipped.len(), 4, "{:?}", set.skipped);
+        assert_eq!(set.skipped.len(), 8, "{:?}", set.skipped);
         assert!(set.skipped[0].contains("oct"));
-        assert!(set.skipped[1].contains("bits"));
+        assert!(set.skipped[1].contains("X25519"));
+        assert!(set.skipped[2].contains("secp256k1"));
+        assert!(set.skipped[5].contains("bits"));
+        assert!(set.skipped[6].contains("\"foo\""));
+    }
+
+    #[test]
+    fn a_malformed_key_of_a_supported_type_refuses_the_set_and_names_the_key() {
+        let good = fixtures::public_jwk(fixtures::Fixture::Ec256, "ok");
+        let cases = [
+            (
+                serde_json::json!({"kty": "RSA", "kid": "k", "n": "AQAB"}),
+                r#"key 1 (kid "k"): missing "e""#,
+            ),
+            (
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}),
+                "key 1: not a point on P-256",
+            ),
+            (
+                serde_json::json!({"kty": "OKP", "x": "AAAA"}),
+                r#"key 1: missing "crv""#,
+            ),
+            (
+                serde_json::json!({"kty": "EC", "crv": "P-256", "alg": "RS256", "x": good["x"], "y": good["y"]}),
+                "does not fit",
+            ),
+            (
+                serde_json::json!({"kid": "nokty"}),
+                r#"key 1 (kid "nokty"): missing "kty""#,
+            ),
+            (serde_json::json!({"kty": 5}), r#""kty" is not a string"#),
+        ];
+        for (bad, want) in cases {
+            let json = serde_json::json!({"keys": [good.clone(), bad]}).to_string();
+            let e = parse_set(&json).unwrap_err();
+            assert!(e.starts_with("unusable key: ") && e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn ec_keys_take_their_curve_from_alg_and_short_coordinates_are_padded() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut jwk = fixtures::public_jwk(fixtures::Fixture::Ec384, "k");
+        let obj = jwk.as_object_mut().unwrap();
+        obj.remove("crv");
+        obj.insert("alg".into(), "ES384".into());
+        let set = parse_set(&serde_json::json!({"keys": [jwk.clone()]}).to_string()).unwrap();
+        assert!(matches!(set.keys[0].material, KeyMaterial::P384(_)));
+        // Neither crv nor alg: P-256, as jwt_verify_lib assumes; a P-384 point is then off-curve.
+        jwk.as_object_mut().unwrap().remove("alg");
+        assert!(parse_set(&serde_json::json!({"keys": [jwk]}).to_string()).is_err());
+        // A coordinate with its leading zero byte dropped (as some issuers write them) is
+        // padded back: find a key whose x starts with a zero byte (1 in 256).
+        let (k, x) = (0..5000)
+            .find_map(|_| {
+                let k = crate::mint::SigningKey::generate(Alg::ES256)
+                    .unwrap()
+                    .public_jwk("k", None)?;
+                let x = URL_SAFE_NO_PAD.decode(k["x"].as_str()?).ok()?;
+                (x.first() == Some(&0)).then_some((k, x))
+            })
+            .unwrap();
+        let mut short = k.clone();
+        short["x"] = URL_SAFE_NO_PAD.encode(&x[1..]).into();
+        assert!(parse_set(&serde_json::json!({"keys": [short]}).to_string()).is_ok());
+        let mut long = k.clone();
+        long["x"] = URL_SAFE_NO_PAD.encode([&[0u8][..], &x[..]].concat()).into();
+        assert!(parse_set(&serde_json::json!({"keys": [long]}).to_string()).is_ok());
+    }
+
+    #[test]
+    fn a_set_has_at_most_max_keys() {
+        let k = fixtures::public_jwk(fixtures::Fixture::Ec256, "k");
+        let set = serde_json::json!({"keys": vec![k; MAX_KEYS + 1]}).to_string();
+        assert!(parse_set(&set).unwrap_err().contains("at most 32"));
     }
 
     #[test]
     fn rsa_and_ec_keys_carry_their_spki_der_for_the_host() {
         use rsa::pkcs8::DecodePublicKey as _;
-        let set = parse_set(&fixtures::jwks_json()).unwrap();
+        let set = parse_set(&fixtures::jwks_with_p521().to_string()).unwrap();
+        assert_eq!(set.keys.len(), 6);
         for k in &set.keys {
             match &k.material {
                 KeyMaterial::Rsa(r) => {
                     assert_eq!(
-                        &rsa::RsaPublicKey::from_public_key_der(&k.spki_der).unwrap(),
+                        &rsa::PublicKey::from_public_key_der(&k.spki_der).unwrap(),
                         r
                     )
                 }
@@ -315,6 +483,10 @@ mod tests {
                 ),
                 KeyMaterial::P384(p) => assert_eq!(
                     &p384::ecdsa::VerifyingKey::from_public_key_der(&k.spki_der).unwrap(),
+                    p
+                ),
+                KeyMaterial::P521(p) => assert_eq!(
+                    &p521::ecdsa::VerifyingKey::from_public_key_der(&k.spki_der).unwrap(),
                     p
                 ),
                 _ => assert!(k.spki_der.is_empty()),
@@ -335,8 +507,8 @@ mod tests {
         let keys = &set.keys;
         assert_eq!(candidates(&[keys], Alg::RS256, Some("rsa-a")).len(), 1);
         assert_eq!(candidates(&[keys], Alg::RS256, Some("nope")).len(), 0);
-        // Two RSA keys fit RS256: without a kid, none is chosen.
-        assert_eq!(candidates(&[keys], Alg::RS256, None).len(), 0);
+        // Two RSA keys fit RS256: without a kid, both are tried (as jwt_verify_lib does).
+        assert_eq!(candidates(&[keys], Alg::RS256, None).len(), 2);
         assert_eq!(candidates(&[keys], Alg::ES256, None).len(), 1);
         // An RSA key is never an HMAC secret.
         assert_eq!(candidates(&[keys], Alg::HS256, Some("rsa-a")).len(), 0);

@@ -1,13 +1,27 @@
-//! Compact JWS parsing and signature verification.
+//! Compact JWS: the token layer on `jsonwebtoken` (12.x).
 //!
-//! A token is exactly three base64url segments (no padding, canonical) joined by dots. The
-//! header must be a JSON object with a supported `alg`; `crit` and JWE fields (`enc`, `zip`)
-//! are refused. Signatures are checked against [`crate::jwk::Key`]s whose family matches the
-//! algorithm, so an RSA or EC public key can never be used as an HMAC secret.
+//! Algorithm names are `jsonwebtoken`'s ([`jsonwebtoken::Algorithm`]), plus `ES512`, which
+//! `jsonwebtoken` 12 does not have. A token is first read here, before any key is chosen:
+//! exactly three canonical base64url segments, a header object whose `alg`, `kid` and `typ`
+//! choose the keys, and refusals of everything svcauth does not process (`crit` with any value,
+//! JWE and nested tokens). The signature is then checked by [`jsonwebtoken::decode`] with its
+//! time, audience and issuer checks off (the host clock and svcauth's own claim checks stay in
+//! `verify`), through [`PROVIDER`], the `jsonwebtoken` [`CryptoProvider`] of svcauth: it checks
+//! that the key's family and curve fit the algorithm, then verifies with the host's native
+//! crypto where the adapter offers it ([`with_host`]), else with the RustCrypto crates inside
+//! the VM. `ES512` tokens take the same checks without `jsonwebtoken::decode` (see
+//! `docs/design.md`).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::str::FromStr as _;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::Deserialize;
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Validation};
+use serde::{Deserialize, Deserializer};
 
 use crate::jwk::{Key, KeyMaterial};
 use crate::reason::Reason;
@@ -26,11 +40,12 @@ pub enum Alg {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
 }
 
 /// Every supported algorithm, in a stable order.
-pub const ALL_ALGS: [Alg; 12] = [
+pub const ALL_ALGS: [Alg; 13] = [
     Alg::HS256,
     Alg::HS384,
     Alg::HS512,
@@ -42,13 +57,42 @@ pub const ALL_ALGS: [Alg; 12] = [
     Alg::PS512,
     Alg::ES256,
     Alg::ES384,
+    Alg::ES512,
     Alg::EdDSA,
 ];
 
 impl Alg {
-    /// The JOSE name (`"RS256"`); exact, case-sensitive match as RFC 7515 requires.
+    /// The JOSE name (`"RS256"`); exact, case-sensitive match as RFC 7515 requires
+    /// (`jsonwebtoken`'s names, and `ES512`).
     pub fn from_name(name: &str) -> Option<Alg> {
-        ALL_ALGS.iter().copied().find(|a| a.name() == name)
+        if name == "ES512" {
+            return Some(Alg::ES512);
+        }
+        Algorithm::from_str(name).ok().and_then(Alg::from_jwt)
+    }
+
+    /// `jsonwebtoken`'s algorithm; `None` for `ES512`, which it does not know.
+    pub fn jwt(self) -> Option<Algorithm> {
+        Some(match self {
+            Alg::HS256 => Algorithm::HS256,
+            Alg::HS384 => Algorithm::HS384,
+            Alg::HS512 => Algorithm::HS512,
+            Alg::RS256 => Algorithm::RS256,
+            Alg::RS384 => Algorithm::RS384,
+            Alg::RS512 => Algorithm::RS512,
+            Alg::PS256 => Algorithm::PS256,
+            Alg::PS384 => Algorithm::PS384,
+            Alg::PS512 => Algorithm::PS512,
+            Alg::ES256 => Algorithm::ES256,
+            Alg::ES384 => Algorithm::ES384,
+            Alg::EdDSA => Algorithm::EdDSA,
+            Alg::ES512 => return None,
+        })
+    }
+
+    /// The svcauth algorithm of a `jsonwebtoken` one (`None` for any it may add later).
+    pub fn from_jwt(a: Algorithm) -> Option<Alg> {
+        ALL_ALGS.iter().copied().find(|x| x.jwt() == Some(a))
     }
 
     pub fn name(self) -> &'static str {
@@ -64,24 +108,33 @@ impl Alg {
             Alg::PS512 => "PS512",
             Alg::ES256 => "ES256",
             Alg::ES384 => "ES384",
+            Alg::ES512 => "ES512",
             Alg::EdDSA => "EdDSA",
         }
     }
 
+    /// The key family (`jsonwebtoken`'s), `Ec` for `ES512` too.
+    pub fn family(self) -> AlgorithmFamily {
+        self.jwt().map_or(AlgorithmFamily::Ec, Algorithm::family)
+    }
+
     pub fn is_hmac(self) -> bool {
-        matches!(self, Alg::HS256 | Alg::HS384 | Alg::HS512)
+        self.family() == AlgorithmFamily::Hmac
     }
 
     pub fn is_rsa(self) -> bool {
-        matches!(
-            self,
-            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512
-        )
+        self.family() == AlgorithmFamily::Rsa
     }
 }
 
-/// The protected header fields svcauth reads. Unknown members are ignored (RFC 7515), except
-/// those that change how the token must be processed, which are refused.
+/// Deserializes any JSON value, `null` included, as "present".
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// The protected header fields svcauth reads before choosing a key. Unknown members are
+/// ignored (RFC 7515), except those that change how the token must be processed, which are
+/// refused whatever their value (`null` included).
 #[derive(Debug, Deserialize)]
 struct RawHeader {
     alg: String,
@@ -89,12 +142,12 @@ struct RawHeader {
     kid: Option<String>,
     #[serde(default)]
     typ: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
-    #[serde(default)]
-    enc: Option<serde_json::Value>,
-    #[serde(default)]
-    zip: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, deserialize_with = "present")]
+    enc: bool,
+    #[serde(default, deserialize_with = "present")]
+    zip: bool,
     #[serde(default)]
     cty: Option<String>,
 }
@@ -105,6 +158,8 @@ pub struct Parsed<'t> {
     pub alg: Alg,
     pub kid: Option<String>,
     pub typ: Option<String>,
+    /// The whole compact token.
+    pub token: &'t str,
     /// `header.payload`: the bytes the signature covers.
     pub signing_input: &'t str,
     pub payload: Vec<u8>,
@@ -129,10 +184,10 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Reason> {
     }
     let header: RawHeader =
         serde_json::from_slice(&header_bytes).map_err(|_| Reason::TokenMalformed)?;
-    if header.crit.is_some() {
+    if header.crit {
         return Err(Reason::CritUnsupported);
     }
-    if header.enc.is_some() || header.zip.is_some() {
+    if header.enc || header.zip {
         return Err(Reason::TokenMalformed);
     }
     if header
@@ -151,20 +206,22 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Reason> {
         alg,
         kid: header.kid,
         typ: header.typ,
+        token,
         signing_input,
         payload: b64(p)?,
         signature: b64(s)?,
     })
 }
 
+/// base64url without padding, canonical (non-zero trailing bits refused).
 fn b64(segment: &str) -> Result<Vec<u8>, Reason> {
     URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| Reason::TokenMalformed)
 }
 
-/// Checks a signature with a key: the pure-Rust [`RustCrypto`], or (in the adapter) the host's
-/// native crypto for the algorithms it supports.
+/// Checks a signature with a key: [`RustCrypto`] inside the VM, or (in the adapter) the host's
+/// native crypto for what it supports.
 pub trait Verifier {
     fn verify(&self, parsed: &Parsed<'_>, key: &Key) -> bool;
 }
@@ -178,63 +235,167 @@ impl Verifier for RustCrypto {
     }
 }
 
-/// Verifies `parsed` with `key`. `false` when the key's family does not fit the algorithm.
-pub fn verify_with(parsed: &Parsed<'_>, key: &Key) -> bool {
-    let msg = parsed.signing_input.as_bytes();
-    let sig = parsed.signature.as_slice();
-    match (&key.material, parsed.alg) {
-        (KeyMaterial::Hmac(secret), a) if a.is_hmac() => hmac_ok(a, secret, msg, sig),
-        (KeyMaterial::Rsa(k), a) if a.is_rsa() => rsa_ok(a, k, msg, sig),
-        (KeyMaterial::P256(k), Alg::ES256) => {
-            use p256::ecdsa::signature::Verifier as _;
-            p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
+/// The host's native signature verification, offered by the adapter for one verification
+/// at a time ([`with_host`]).
+pub trait HostVerify {
+    /// Verifies `signature` (JWS form) over `text` with the DER SubjectPublicKeyInfo `spki`.
+    /// `None`: the host cannot do it (algorithm, or no such function); the VM does.
+    fn verify(&self, alg: Alg, spki: &[u8], signature: &[u8], text: &[u8]) -> Option<bool>;
+    /// Told when a signature was verified inside the VM while this host was offered.
+    fn verified_in_vm(&self) {}
+}
+
+thread_local! {
+    static HOST: Cell<Option<Rc<dyn HostVerify>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `host` offered to [`PROVIDER`]'s verifiers (the wasm VM is single-threaded;
+/// natively no host is ever offered).
+pub fn with_host<R>(host: Rc<dyn HostVerify>, f: impl FnOnce() -> R) -> R {
+    let before = HOST.with(|h| h.replace(Some(host)));
+    let r = f();
+    HOST.with(|h| h.set(before));
+    r
+}
+
+fn current_host() -> Option<Rc<dyn HostVerify>> {
+    HOST.with(|h| {
+        let v = h.take();
+        let c = v.clone();
+        h.set(v);
+        c
+    })
+}
+
+/// svcauth's `jsonwebtoken` crypto provider: verification only (svcauth never signs in the
+/// filter; the CLI's signing is in `mint`).
+pub static PROVIDER: CryptoProvider = CryptoProvider {
+    signer_factory: no_signer,
+    verifier_factory: new_verifier,
+    key_utils: KeyUtils::new_unimplemented(),
+};
+
+fn no_signer(_: &Algorithm, _: &EncodingKey) -> jsonwebtoken::errors::Result<Box<dyn JwtSigner>> {
+    Err(ErrorKind::UnsupportedAlgorithm.into())
+}
+
+/// The verifier for `alg` and `key`: refuses a key whose family does not fit the algorithm
+/// (the algorithm-confusion check that `jsonwebtoken`'s own providers do, and a custom one
+/// must do itself); the curve is checked when the key is read.
+fn new_verifier(
+    alg: &Algorithm,
+    key: &DecodingKey,
+) -> jsonwebtoken::errors::Result<Box<dyn JwtVerifier>> {
+    if key.family() != alg.family() {
+        return Err(ErrorKind::InvalidAlgorithm.into());
+    }
+    let ours = Alg::from_jwt(*alg).ok_or(JwtError::from(ErrorKind::UnsupportedAlgorithm))?;
+    Ok(Box::new(Check {
+        alg: *alg,
+        ours,
+        key: key.try_get_as_bytes()?.to_vec(),
+    }))
+}
+
+/// One signature check: `key` is the DER SubjectPublicKeyInfo of an RSA or EC key, the raw
+/// 32 bytes of an Ed25519 key, or the HMAC secret (see [`decoding_key`]).
+struct Check {
+    alg: Algorithm,
+    ours: Alg,
+    key: Vec<u8>,
+}
+
+impl signature::Verifier<Vec<u8>> for Check {
+    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
+        if check(self.ours, &self.key, msg, sig) {
+            Ok(())
+        } else {
+            Err(signature::Error::new())
         }
-        (KeyMaterial::P384(k), Alg::ES384) => {
-            use p384::ecdsa::signature::Verifier as _;
-            p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
-        }
-        (KeyMaterial::Ed25519(k), Alg::EdDSA) => ed25519_dalek::Signature::from_slice(sig)
-            .is_ok_and(|s| k.verify_strict(msg, &s).is_ok()),
-        _ => false,
     }
 }
 
-fn hmac_ok(alg: Alg, secret: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    use hmac::{Hmac, Mac as _};
-    fn check<M: hmac::Mac>(
-        mac: Result<M, hmac::digest::InvalidLength>,
-        msg: &[u8],
-        sig: &[u8],
-    ) -> bool {
-        match mac {
-            Ok(mut m) => {
-                m.update(msg);
-                m.verify_slice(sig).is_ok()
+impl JwtVerifier for Check {
+    fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+}
+
+/// The host first (when offered and able), else the VM.
+fn check(alg: Alg, key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    let host = current_host();
+    if let Some(h) = &host {
+        if !alg.is_hmac() && alg.family() != AlgorithmFamily::Ed {
+            if let Some(valid) = h.verify(alg, key, sig, msg) {
+                return valid;
             }
-            Err(_) => false,
         }
     }
-    match alg {
-        Alg::HS256 => check(Hmac::<sha2::Sha256>::new_from_slice(secret), msg, sig),
-        Alg::HS384 => check(Hmac::<sha2::Sha384>::new_from_slice(secret), msg, sig),
-        Alg::HS512 => check(Hmac::<sha2::Sha512>::new_from_slice(secret), msg, sig),
-        _ => false,
+    let valid = crate::vmcrypto::verify(alg, key, msg, sig);
+    if let Some(h) = &host {
+        h.verified_in_vm();
+    }
+    valid
+}
+
+/// The key as `jsonwebtoken` carries it to [`PROVIDER`]. `None` for an ES512 key, which
+/// `jsonwebtoken` cannot carry (its EC family is ES256/ES384).
+pub fn decoding_key(key: &Key) -> Option<DecodingKey> {
+    match &key.material {
+        KeyMaterial::Hmac(s) => DecodingKey::from_secret(s).ok(),
+        KeyMaterial::Rsa(_) => Some(DecodingKey::from_rsa_der(&key.spki_der)),
+        KeyMaterial::P256(_) | KeyMaterial::P384(_) => {
+            Some(DecodingKey::from_ec_der(&key.spki_der))
+        }
+        KeyMaterial::P521(_) => None,
+        KeyMaterial::Ed25519(k) => Some(DecodingKey::from_ed_der(k.as_bytes())),
     }
 }
 
-fn rsa_ok(alg: Alg, key: &rsa::RsaPublicKey, msg: &[u8], sig: &[u8]) -> bool {
-    use rsa::{Pkcs1v15Sign, Pss};
-    use sha2::{Digest as _, Sha256, Sha384, Sha512};
-    let result = match alg {
-        Alg::RS256 => key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig),
-        Alg::RS384 => key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(msg), sig),
-        Alg::RS512 => key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(msg), sig),
-        Alg::PS256 => key.verify(Pss::new::<Sha256>(), &Sha256::digest(msg), sig),
-        Alg::PS384 => key.verify(Pss::new::<Sha384>(), &Sha384::digest(msg), sig),
-        Alg::PS512 => key.verify(Pss::new::<Sha512>(), &Sha512::digest(msg), sig),
-        _ => return false,
-    };
-    result.is_ok()
+/// `jsonwebtoken`'s checks for one algorithm, with everything svcauth checks itself off: no
+/// time checks (the host clock is svcauth's), no required claims, no audience or issuer.
+fn validation(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.required_spec_claims.clear();
+    v.leeway = 0;
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v
+}
+
+/// Installs [`PROVIDER`] as `jsonwebtoken`'s process default (the first call does); `true`
+/// when it is the default, so that no other provider can ever verify a token of svcauth.
+pub fn install_provider() -> bool {
+    let _ = PROVIDER.install_default();
+    CryptoProvider::try_get_default().is_some_and(|p| std::ptr::eq(p, &PROVIDER))
+}
+
+/// Verifies `parsed` with `key`. `false` when the key's family or curve does not fit the
+/// algorithm, or the signature is not valid.
+pub fn verify_with(parsed: &Parsed<'_>, key: &Key) -> bool {
+    if !key.fits(parsed.alg) {
+        return false;
+    }
+    match parsed.alg.jwt() {
+        Some(alg) => {
+            let Some(dk) = decoding_key(key) else {
+                return false;
+            };
+            if !install_provider() {
+                return false;
+            }
+            jsonwebtoken::decode::<serde::de::IgnoredAny>(parsed.token, &dk, &validation(alg))
+                .is_ok()
+        }
+        // ES512: the same provider check, without jsonwebtoken's decode (it has no ES512).
+        None => check(
+            parsed.alg,
+            &key.spki_der,
+            parsed.signing_input.as_bytes(),
+            &parsed.signature,
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,8 @@ pub mod ratelimit;
 pub mod reason;
 pub mod statics;
 pub mod verify;
+pub mod vmcrypto;
+pub mod x509;
 
 #[cfg(any(test, feature = "mint"))]
 pub mod fixtures;

@@ -1,9 +1,11 @@
 //! Signature verification through Envoy's `verify_signature` foreign function (BoringSSL, in
-//! native code) for RS256/384/512 and ES256/384, with the pure-Rust path as the fallback: for
-//! the other algorithms, when `host_crypto` is off, and for good once the host turns out not to
-//! have the function.
+//! native code) for RS256/384/512 and ES256/384/512, offered to svcauth's `jsonwebtoken`
+//! crypto provider ([`crate::jws::PROVIDER`]) for the duration of each verification. The VM's
+//! RustCrypto path is the fallback: for the other algorithms, when `host_crypto` is off, and
+//! for good once the host turns out not to have the function.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;
@@ -12,28 +14,36 @@ use super::log;
 use super::metrics::Metrics;
 use crate::hostcrypto;
 use crate::jwk::Key;
-use crate::jws::{self, Parsed, Verifier};
+use crate::jws::{self, Alg, HostVerify, Parsed, Verifier};
 
-pub struct HostCrypto {
+struct Host {
     enabled: Cell<bool>,
     host_counter: Option<u32>,
     wasm_counter: Option<u32>,
 }
 
+pub struct HostCrypto {
+    host: Rc<Host>,
+}
+
 impl HostCrypto {
     pub fn new(enabled: bool, metrics: &Metrics) -> HostCrypto {
         HostCrypto {
-            enabled: Cell::new(enabled),
-            host_counter: metrics.signature_host,
-            wasm_counter: metrics.signature_wasm,
+            host: Rc::new(Host {
+                enabled: Cell::new(enabled),
+                host_counter: metrics.signature_host,
+                wasm_counter: metrics.signature_wasm,
+            }),
         }
     }
+}
 
-    fn host(&self, parsed: &Parsed<'_>, key: &Key) -> Option<bool> {
+impl HostVerify for Host {
+    fn verify(&self, alg: Alg, spki: &[u8], signature: &[u8], text: &[u8]) -> Option<bool> {
         if !self.enabled.get() {
             return None;
         }
-        let args = match hostcrypto::request(parsed, key)? {
+        let args = match hostcrypto::request(alg, spki, signature, text)? {
             Ok(a) => a,
             Err(()) => return Some(false),
         };
@@ -57,14 +67,15 @@ impl HostCrypto {
             }
         }
     }
+
+    fn verified_in_vm(&self) {
+        Metrics::inc(self.wasm_counter);
+    }
 }
 
 impl Verifier for HostCrypto {
     fn verify(&self, parsed: &Parsed<'_>, key: &Key) -> bool {
-        if let Some(valid) = self.host(parsed, key) {
-            return valid;
-        }
-        Metrics::inc(self.wasm_counter);
-        jws::verify_with(parsed, key)
+        let host: Rc<dyn HostVerify> = self.host.clone();
+        jws::with_host(host, || jws::verify_with(parsed, key))
     }
 }

@@ -91,7 +91,7 @@ fn random_hex(bytes: usize) -> String {
     let hex = |n: u8| char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 });
     let mut buf = [0u8; 24];
     let slice = buf.get_mut(..bytes.min(24)).unwrap_or_default();
-    if getrandom::getrandom(slice).is_err() {
+    if getrandom::fill(slice).is_err() {
         return String::new();
     }
     let mut out = String::with_capacity(slice.len() * 2);

@@ -73,7 +73,7 @@ impl Context for Root {
 
 fn vm_nonce() -> u64 {
     let mut b = [0u8; 8];
-    if getrandom::getrandom(&mut b).is_err() {
+    if getrandom::fill(&mut b).is_err() {
         return 0;
     }
     u64::from_le_bytes(b)
