@@ -8,9 +8,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::LogLevel;
 
-use super::log;
 use super::metrics::Metrics;
 use crate::hostcrypto;
 use crate::jwk::Key;
@@ -62,7 +60,7 @@ impl HostVerify for Host {
             }
             _ => {
                 self.enabled.set(false);
-                log(LogLevel::Warn, "svcauth: the host has no verify_signature function; verifying signatures in the wasm VM");
+                log::warn!("svcauth: the host has no verify_signature function; verifying signatures in the wasm VM");
                 None
             }
         }

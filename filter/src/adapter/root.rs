@@ -81,6 +81,7 @@ fn vm_nonce() -> u64 {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
+        super::sync_log_level();
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(b)) => b,
             Ok(None) => {
@@ -144,6 +145,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        super::sync_log_level();
         let Some(shared) = self.shared.clone() else {
             return;
         };
