@@ -94,6 +94,8 @@ struct RawProvider {
     #[serde(default)]
     max_lifetime_seconds: Option<u64>,
     #[serde(default)]
+    require_expiration: Option<bool>,
+    #[serde(default)]
     forward_token: Option<bool>,
     #[serde(default)]
     claim_to_headers: Vec<RawClaimHeader>,
@@ -220,6 +222,8 @@ pub struct Provider {
     pub scope_claims: Vec<String>,
     pub required_claims: Vec<(String, Value)>,
     pub max_lifetime: Option<i64>,
+    /// Whether a token without `exp` is refused (`exp_missing`); default `true`.
+    pub require_expiration: bool,
     pub forward_token: bool,
     /// `(claim, header)`.
     pub claim_to_headers: Vec<(String, String)>,
@@ -455,6 +459,7 @@ fn compile_provider(
             scope_claims: Vec::new(),
             required_claims: Vec::new(),
             max_lifetime: None,
+            require_expiration: true,
             forward_token: false,
             claim_to_headers: Vec::new(),
             typ: None,
@@ -685,6 +690,7 @@ fn compile_provider(
         scope_claims,
         required_claims: rp.required_claims.into_iter().collect(),
         max_lifetime,
+        require_expiration: rp.require_expiration.unwrap_or(true),
         forward_token: rp.forward_token.unwrap_or(true),
         claim_to_headers,
         typ,

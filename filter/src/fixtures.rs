@@ -110,6 +110,10 @@ pub fn jwks_json() -> String {
     jwks().to_string()
 }
 
+/// A self-signed X.509 certificate (PEM) of the `rsa-a` key, and one of the `ec256` key.
+pub const RSA_A_CERT: &str = include_str!("../fixtures/rsa-a.crt");
+pub const EC256_CERT: &str = include_str!("../fixtures/ec256.crt");
+
 /// [`jwks`] plus the P-521 key (kid `ec521`).
 pub fn jwks_with_p521() -> Value {
     let mut set = jwks();

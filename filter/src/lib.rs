@@ -48,6 +48,8 @@ pub mod fixtures;
 pub mod mint;
 
 #[cfg(test)]
+mod compat_tests;
+#[cfg(test)]
 mod decide_tests;
 #[cfg(test)]
 mod props_tests;
