@@ -308,12 +308,41 @@ impl Stack {
             // A hash only when the filter got as far as one token.
             let hashed = !matches!(
                 e.reason.as_str(),
-                "token_missing" | "multiple_tokens" | "no_matching_rule"
+                "token_missing" | "multiple_tokens" | "no_matching_rule" | "ambiguous_path"
             );
             let want_hash = match e.token.as_deref() {
                 Some(t) if hashed => short_hash(t).into(),
                 _ => Value::Null,
             };
+            // Issue 12: a denial before the signature verified names no caller; what the token
+            // claimed is logged as `unverified_subject` only.
+            let before_signature = matches!(
+                e.reason.as_str(),
+                "token_malformed"
+                    | "alg_not_allowed"
+                    | "crit_unsupported"
+                    | "wrong_token_type"
+                    | "exp_missing"
+                    | "token_expired"
+                    | "token_not_yet_valid"
+                    | "issued_in_future"
+                    | "lifetime_too_long"
+                    | "audience_mismatch"
+                    | "claim_mismatch"
+                    | "keys_unavailable"
+                    | "unknown_kid"
+                    | "bad_signature"
+            );
+            let (want_subject, want_unverified) = if before_signature {
+                (Value::Null, json!(e.subject))
+            } else {
+                (json!(e.subject), Value::Null)
+            };
+            assert_eq!(
+                line["unverified_subject"], want_unverified,
+                "{}: denial line {line}",
+                e.request_id
+            );
             assert_eq!(
                 (
                     &line["reason"],
@@ -328,7 +357,7 @@ impl Stack {
                     &json!(e.reason),
                     &json!(e.status),
                     &want_provider,
-                    &json!(e.subject),
+                    &want_subject,
                     &json!(e.method),
                     &json!(e.path),
                     &want_hash,
@@ -924,7 +953,10 @@ fn a_method_restricted_rule_applies_only_to_its_methods() {
 
 #[test]
 fn open_routes_and_cors_preflights_pass_without_a_token_but_ambiguous_paths_match_no_rule() {
-    let s = Stack::start("open");
+    // The preflight bypass is off by default since issue 12: this stack turns it on.
+    let mut config = fixtures::config_json();
+    config["bypass_cors_preflight"] = json!(true);
+    let s = Stack::start_with("open", &config);
     for path in ["/health", "/health/live?verbose=1"] {
         let seen = s.allowed(&s.send("GET", path, &[], None), path);
         assert_eq!(seen.path, path);
@@ -955,7 +987,9 @@ fn open_routes_and_cors_preflights_pass_without_a_token_but_ambiguous_paths_matc
         NO_TOKEN,
         None,
     );
-    let no_rule = r#"Bearer realm="svcauth", error="insufficient_scope", error_description="no rule allows this route""#;
+    // Refused before any rule since issue 12 (they matched no rule, 403, before).
+    let no_rule =
+        r#"Bearer realm="svcauth", error="invalid_request", error_description="ambiguous path""#;
     for path in [
         "/health/../orders",
         "/health/./../admin/rotate",
@@ -964,7 +998,7 @@ fn open_routes_and_cors_preflights_pass_without_a_token_but_ambiguous_paths_matc
         "/health/..%2forders",
     ] {
         let sent = s.send("GET", path, &[], None);
-        s.denied(&sent, path, 403, "no_matching_rule", no_rule, None);
+        s.denied(&sent, path, 400, "ambiguous_path", no_rule, None);
     }
     // Even with a valid token: the path is refused, not guessed at.
     let t = ec(json!({}));
@@ -972,8 +1006,8 @@ fn open_routes_and_cors_preflights_pass_without_a_token_but_ambiguous_paths_matc
     s.denied(
         &sent,
         "dot segments with a token",
-        403,
-        "no_matching_rule",
+        400,
+        "ambiguous_path",
         no_rule,
         None,
     );
@@ -984,7 +1018,9 @@ fn open_routes_and_cors_preflights_pass_without_a_token_but_ambiguous_paths_matc
 
 #[test]
 fn identity_headers_reach_the_upstream_and_client_copies_never_do() {
-    let s = Stack::start("identity");
+    let mut config = fixtures::config_json();
+    config["bypass_cors_preflight"] = json!(true);
+    let s = Stack::start_with("identity", &config);
     let mut spoofed: Vec<(&str, &str)> = Vec::new();
     for name in SPOOFABLE {
         spoofed.push((name, "spoofed"));
@@ -1184,6 +1220,7 @@ fn svcauth_counters_are_exported_in_stats_and_prometheus() {
         &want,
         Some("orders-service"),
     );
+    s.envoy.settle_counters();
     let stats = s.envoy.admin("/stats?filter=svcauth").body;
     let expect = [
         ("wasmcustom.svcauth.allowed", 3),
@@ -1220,6 +1257,8 @@ fn svcauth_counters_are_exported_in_stats_and_prometheus() {
         "insufficient_scope",
         "no_matching_rule",
         "keys_unavailable",
+        "ambiguous_path",
+        "clock_unavailable",
     ] {
         let name = format!("wasmcustom.svcauth.denied.{code}: ");
         assert!(

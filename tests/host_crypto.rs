@@ -128,6 +128,8 @@ fn host_native_and_wasm_signature_checks_decide_every_token_alike() {
         "{host:?}"
     );
     // The host really verified the RS/ES signatures; with host_crypto off it never did.
+    host_envoy.settle_counters();
+    wasm_envoy.settle_counters();
     let host_verified = host_envoy
         .stat("wasmcustom.svcauth.signature_host")
         .unwrap_or(0);
@@ -158,12 +160,14 @@ fn es512_goes_to_the_host_and_ps256_stays_in_the_vm() {
         ),
     ];
     let (got, envoy) = outcomes(true, &es512);
+    envoy.settle_counters();
     assert_eq!(got[0], (200, "allow".to_string()));
     assert_eq!(got[1], (401, "bad_signature".to_string()));
     assert_eq!(envoy.stat("wasmcustom.svcauth.signature_host"), Some(2));
     assert_eq!(envoy.stat("wasmcustom.svcauth.signature_wasm"), Some(0));
     let ps = vec![("PS256", token_alg(Fixture::RsaA, Alg::PS256, &c))];
     let (got, envoy) = outcomes(true, &ps);
+    envoy.settle_counters();
     assert_eq!(got[0].0, 200);
     assert_eq!(envoy.stat("wasmcustom.svcauth.signature_host"), Some(0));
     assert_eq!(envoy.stat("wasmcustom.svcauth.signature_wasm"), Some(1));

@@ -1,7 +1,8 @@
-//! Istio: the manifests in `envoy/istio/` (WasmPlugin, EnvoyFilter, TrafficExtension, tracing)
-//! are valid for Istio's own CRD schemas (1.30.3, `tests/fixtures/istio/`), their Envoy side
-//! passes `envoy --mode validate` and serves real traffic with the pluginConfig as written, and
-//! `scripts/oci` packs the module into a reproducible image that Istio's fetcher can read.
+//! Istio: the manifests in `envoy/istio/` (WasmPlugin, EnvoyFilter, TrafficExtension, tracing,
+//! path and header hardening, the global rate limit) are valid for Istio's own CRD schemas
+//! (1.30.3, `tests/fixtures/istio/`), their Envoy side passes `envoy --mode validate` and serves
+//! real traffic with the pluginConfig as written, and `scripts/oci` packs the module into a
+//! reproducible image that Istio's fetcher can read.
 
 #![allow(
     clippy::unwrap_used,
@@ -21,7 +22,7 @@ use svcauth_filter::config::{TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE
 use svcauth_filter::fixtures::{signing_key, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, SigningKey};
-use svcauth_tests::{http, now, wasm_path, EchoUpstream, Envoy, RunDir};
+use svcauth_tests::{http, now, repo_root, wasm_path, EchoUpstream, Envoy, RunDir};
 
 /// The manifests' HMAC secret variable, read by the plugin from the sidecar's environment
 /// (`vmConfig.env` `valueFrom: HOST`), and the value the tests put there.
@@ -34,10 +35,12 @@ const BATCH_ISSUER: &str = "https://batch.example.internal";
 /// The example key in the manifests' inline JWKS: filter/fixtures/rsa-a.pem, kid "demo-rsa".
 const EXAMPLE_KID: &str = "demo-rsa";
 
-const CRD_MANIFESTS: [&str; 3] = [
+const CRD_MANIFESTS: [&str; 5] = [
     "wasmplugin.yaml",
     "envoyfilter.yaml",
     "trafficextension.yaml",
+    "hardening.yaml",
+    "global-ratelimit.yaml",
 ];
 
 // ------------------------------------------------------------------ schemas -------------------
@@ -93,8 +96,18 @@ fn the_istio_manifests_validate_against_istio_crd_schemas() {
 
 #[test]
 fn misspelled_fields_are_rejected_at_any_depth() {
-    let cases: [(&str, &str, &str); 5] = [
+    let cases: [(&str, &str, &str); 7] = [
         ("wasmplugin.yaml", "/spec/failStrategy", "failStratgy"),
+        (
+            "hardening.yaml",
+            "/spec/configPatches/0/match/listener/filterChain",
+            "filterChains",
+        ),
+        (
+            "global-ratelimit.yaml",
+            "/spec/configPatches/1/match/routeConfiguration/vhost",
+            "virtualHost",
+        ),
         (
             "wasmplugin.yaml",
             "/spec/vmConfig/env/0/valueFrom",
@@ -512,6 +525,311 @@ fn the_tracing_manifests_render_into_a_valid_envoy_tracing_config() {
         &[("authorization", &bearer)],
     );
     assert_eq!(resp.status, 200, "{}", resp.body);
+}
+
+// ------------------------------------------------------------------ hardening -----------------
+
+const HCM_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+/// Envoy's own path and header hardening: the four options every Envoy config in `envoy/` sets
+/// (tests/configs.rs), as JSON pointers into the connection manager.
+fn hardening() -> [(&'static str, Value); 4] {
+    [
+        ("/normalize_path", json!(true)),
+        ("/merge_slashes", json!(true)),
+        ("/path_with_escaped_slashes_action", json!("REJECT_REQUEST")),
+        (
+            "/common_http_protocol_options/headers_with_underscores_action",
+            json!("REJECT_REQUEST"),
+        ),
+    ]
+}
+
+/// The pointers of [`hardening`] that `hcm` does not set to the hardened value.
+fn hardening_gaps(hcm: &Value) -> Vec<&'static str> {
+    hardening()
+        .into_iter()
+        .filter(|(pointer, want)| hcm.pointer(pointer) != Some(want))
+        .map(|(pointer, _)| pointer)
+        .collect()
+}
+
+/// mesh-config.yaml's path normalization, as istiod writes it into every connection manager.
+fn mesh_path_normalization() -> Value {
+    let mesh = yaml_docs(&read(&manifest_path("mesh-config.yaml")));
+    let normalization = mesh[0]["spec"]["meshConfig"]["pathNormalization"]["normalization"]
+        .as_str()
+        .expect("mesh-config.yaml sets meshConfig.pathNormalization.normalization");
+    assert_eq!(
+        normalization, "DECODE_AND_MERGE_SLASHES",
+        "the one normalization that covers escaped slashes"
+    );
+    istiod_path_normalization(normalization)
+}
+
+/// hardening.yaml's single patch, checked for where it applies; the connection manager fields
+/// it merges.
+fn hardening_patch() -> Value {
+    let ef = manifest("hardening.yaml");
+    let wp = manifest("wasmplugin.yaml");
+    assert_eq!(
+        ef["spec"]["workloadSelector"]["labels"], wp["spec"]["selector"]["matchLabels"],
+        "the workloads that run svcauth"
+    );
+    let patches = ef["spec"]["configPatches"].as_array().unwrap();
+    assert_eq!(patches.len(), 1);
+    let p = &patches[0];
+    assert_eq!(p["applyTo"], "NETWORK_FILTER");
+    assert_eq!(p["match"]["context"], "SIDECAR_INBOUND");
+    assert_eq!(
+        p["match"]["listener"]["filterChain"]["filter"]["name"],
+        "envoy.filters.network.http_connection_manager"
+    );
+    assert_eq!(p["patch"]["operation"], "MERGE");
+    let mut fields = p["patch"]["value"]["typed_config"].clone();
+    assert_eq!(fields["@type"], HCM_TYPE);
+    fields.as_object_mut().unwrap().remove("@type");
+    fields
+}
+
+/// The inbound connection manager's fields on a pod that runs svcauth: what istiod renders
+/// from the mesh config (plus an idle timeout, which istiod sets in the same
+/// common_http_protocol_options when the proxy has one), then hardening.yaml merged in if
+/// `with_envoyfilter`.
+fn sidecar_hcm_fields(with_envoyfilter: bool) -> Value {
+    let mut hcm = mesh_path_normalization();
+    hcm["common_http_protocol_options"] = json!({"idle_timeout": "3600s"});
+    if with_envoyfilter {
+        proto_merge(&mut hcm, &hardening_patch());
+    }
+    hcm
+}
+
+#[test]
+fn the_mesh_config_covers_paths_and_hardening_yaml_adds_rejection_and_underscores() {
+    // The mesh config alone: normalisation and merged slashes, escaped slashes decoded (not
+    // rejected), header names with underscores untouched. Istio has no mesh option for those.
+    let mesh_only = sidecar_hcm_fields(false);
+    assert_eq!(
+        hardening_gaps(&mesh_only),
+        [
+            "/path_with_escaped_slashes_action",
+            "/common_http_protocol_options/headers_with_underscores_action"
+        ]
+    );
+    assert_eq!(
+        mesh_only["path_with_escaped_slashes_action"],
+        "UNESCAPE_AND_FORWARD"
+    );
+    // With hardening.yaml: all four, and the merge keeps what istiod set beside them.
+    let hardened = sidecar_hcm_fields(true);
+    assert_eq!(hardening_gaps(&hardened), Vec::<&str>::new());
+    assert_eq!(
+        hardened["common_http_protocol_options"]["idle_timeout"],
+        "3600s"
+    );
+    // The patch alone sets all four, so the workloads are hardened whatever the mesh config.
+    let mut alone = hardening_patch();
+    assert_eq!(hardening_gaps(&alone), Vec::<&str>::new());
+    alone.as_object_mut().unwrap().clear();
+    assert_eq!(hardening_gaps(&alone).len(), 4, "the check is not vacuous");
+}
+
+/// Real requests through a sidecar-shaped Envoy with the WasmPlugin as istiod renders it: first
+/// with the mesh config's normalization only, then with hardening.yaml merged in.
+#[test]
+fn a_sidecar_with_the_mesh_config_and_hardening_yaml_in_envoy() {
+    host_env();
+    let wp = manifest("wasmplugin.yaml");
+    let filter = render_wasm_filter("orders", "svcauth", &wp["spec"], &wasm_path());
+    let bearer = format!("Bearer {}", mesh_token("orders:read"));
+    let auth: &[(&str, &str)] = &[("authorization", &bearer)];
+    for hardened in [false, true] {
+        let what = if hardened {
+            "mesh config + hardening.yaml"
+        } else {
+            "mesh config only"
+        };
+        let upstream = EchoUpstream::start();
+        let bootstrap = sidecar_bootstrap(
+            std::slice::from_ref(&filter),
+            upstream.port(),
+            &sidecar_hcm_fields(hardened),
+            &[],
+        );
+        validate_and_serve(what, &bootstrap, &upstream);
+        let envoy = Envoy::start(&bootstrap);
+        let port = envoy.port();
+
+        // Both: Envoy canonicalises before svcauth matches, and the upstream gets that path.
+        for path in ["//orders//42", "/orders/./42", "/orders/x/../42"] {
+            upstream.clear();
+            let resp = http(port, "GET", path, auth);
+            assert_eq!(resp.status, 200, "{what}: {path}: {}", resp.body);
+            assert_eq!(
+                upstream.last_request().unwrap().path,
+                "/orders/42",
+                "{what}: {path}"
+            );
+        }
+        // An open prefix cannot carry a protected path: Envoy resolves it first, svcauth asks
+        // for the admin scope.
+        let resp = http(port, "POST", "/healthz/../admin/rotate", &[]);
+        assert_eq!(resp.status, 401, "{what}: {}", resp.body);
+
+        upstream.clear();
+        let escaped = http(port, "GET", "/orders%2F42", auth);
+        let underscore = http(port, "GET", "/orders/42", &[auth[0], ("x_tenant_id", "7")]);
+        if hardened {
+            // Envoy refuses both before any filter runs.
+            assert_eq!(escaped.status, 400, "{what}: %2F: {}", escaped.body);
+            assert_eq!(
+                underscore.status, 400,
+                "{what}: x_tenant_id: {}",
+                underscore.body
+            );
+            assert_eq!(
+                upstream.request_count(),
+                0,
+                "{what}: nothing reached the app"
+            );
+        } else {
+            // The mesh config decodes %2F and forwards the decoded path (the path svcauth
+            // matched); header names with underscores reach the app.
+            assert_eq!(escaped.status, 200, "{what}: %2F: {}", escaped.body);
+            assert_eq!(upstream.requests()[0].path, "/orders/42", "{what}");
+            assert_eq!(underscore.status, 200, "{what}: {}", underscore.body);
+            assert_eq!(
+                upstream.last_request().unwrap().header("x_tenant_id"),
+                Some("7"),
+                "{what}"
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------ global rate limit ---------
+
+/// A loopback port nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A YAML file of the repository, as JSON.
+fn repo_yaml(relative: &str) -> Value {
+    let docs = yaml_docs(&read(&repo_root().join(relative)));
+    assert_eq!(docs.len(), 1, "{relative}: one document");
+    docs.into_iter().next().unwrap()
+}
+
+#[test]
+fn the_global_ratelimit_envoyfilter_runs_after_svcauth_and_fails_closed_in_envoy() {
+    host_env();
+    let ef = manifest("global-ratelimit.yaml");
+    let wp = manifest("wasmplugin.yaml");
+    assert_eq!(
+        ef["spec"]["workloadSelector"]["labels"],
+        wp["spec"]["selector"]["matchLabels"]
+    );
+    let patches = ef["spec"]["configPatches"].as_array().unwrap();
+    assert_eq!(patches.len(), 2);
+
+    // 1. The filter, just before the router: after every filter istiod puts before it,
+    //    svcauth's WasmPlugin (phase AUTHN) included.
+    let filter_patch = &patches[0];
+    assert_eq!(filter_patch["applyTo"], "HTTP_FILTER");
+    assert_eq!(filter_patch["match"]["context"], "SIDECAR_INBOUND");
+    assert_eq!(
+        filter_patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+        "envoy.filters.http.router"
+    );
+    assert_eq!(filter_patch["patch"]["operation"], "INSERT_BEFORE");
+    let ratelimit = filter_patch["patch"]["value"].clone();
+    assert_eq!(ratelimit["name"], "envoy.filters.http.ratelimit");
+    let rl = ratelimit["typed_config"].clone();
+    assert_eq!(rl["failure_mode_deny"], true);
+    // The same domain and descriptors as the plain Envoy example and its service config.
+    let example = repo_yaml("envoy/examples/global-ratelimit.yaml");
+    let service = repo_yaml("envoy/examples/global-ratelimit-service.yaml");
+    assert_eq!(rl["domain"], service["domain"]);
+    let example_route = &example["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+        [0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0];
+
+    // 2. The descriptor on every inbound route of the service's port.
+    let route_patch = &patches[1];
+    assert_eq!(route_patch["applyTo"], "HTTP_ROUTE");
+    assert_eq!(route_patch["match"]["context"], "SIDECAR_INBOUND");
+    let vhost = &route_patch["match"]["routeConfiguration"]["vhost"];
+    assert_eq!(vhost["route"]["action"], "ANY");
+    assert_eq!(route_patch["patch"]["operation"], "MERGE");
+    assert_eq!(
+        route_patch["patch"]["value"]["route"]["rate_limits"],
+        example_route["route"]["rate_limits"]
+    );
+
+    // Rendered: the sidecar's inbound listener with the WasmPlugin as istiod renders it, the
+    // rate limit filter, the hardened connection manager, the route patch merged into the
+    // routes of the matching virtual host, and the outbound cluster of the rate limit service
+    // pointing at a port nothing listens on.
+    let cluster = rl["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"]
+        .as_str()
+        .unwrap();
+    assert!(cluster.starts_with("outbound|8081||"), "{cluster}");
+    let svcauth = render_wasm_filter("orders", "svcauth", &wp["spec"], &wasm_path());
+    let upstream = EchoUpstream::start();
+    let text = sidecar_bootstrap(
+        &[svcauth, ratelimit],
+        upstream.port(),
+        &sidecar_hcm_fields(true),
+        &[loopback_cluster(cluster, closed_port(), true)],
+    );
+    let mut bootstrap: Value = serde_json::from_str(&text).unwrap();
+    let mut patched = 0;
+    let hcm = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
+    for vh in hcm["route_config"]["virtual_hosts"].as_array_mut().unwrap() {
+        if vh["name"] != vhost["name"] {
+            continue;
+        }
+        for route in vh["routes"].as_array_mut().unwrap() {
+            proto_merge(route, &route_patch["patch"]["value"]);
+            patched += 1;
+        }
+    }
+    assert_eq!(
+        patched, 1,
+        "the patch matches the sidecar's inbound virtual host"
+    );
+    let bootstrap = bootstrap.to_string();
+    let (ok, output) = Envoy::validate(&bootstrap);
+    assert!(ok, "{}", svcauth_tests::tail(&output, 30));
+
+    let envoy = Envoy::start(&bootstrap);
+    let port = envoy.port();
+    let health = http(port, "GET", "/healthz", &[("x-service-name", "checkout")]);
+    assert_eq!(
+        health.status, 200,
+        "no verified caller, no call: {}",
+        health.body
+    );
+    let missing = http(port, "GET", "/orders/42", &[]);
+    assert_eq!(
+        missing.status, 401,
+        "svcauth answers first: {}",
+        missing.body
+    );
+    let bearer = format!("Bearer {}", mesh_token("orders:read"));
+    upstream.clear();
+    let limited = http(port, "GET", "/orders/42", &[("authorization", &bearer)]);
+    assert_eq!(
+        limited.status, 500,
+        "the rate limit service is down: refused, not passed unlimited: {}",
+        limited.body
+    );
+    assert_eq!(upstream.request_count(), 0);
+    assert_eq!(envoy.stat("cluster.upstream.ratelimit.error"), Some(1));
 }
 
 // ------------------------------------------------------------------ OCI image -----------------

@@ -386,6 +386,45 @@ pub fn render_wasm_filter(namespace: &str, name: &str, wasm: &Value, module: &Pa
     })
 }
 
+/// The connection manager fields istiod sets from the mesh config's
+/// `pathNormalization.normalization` (pilot/pkg/networking/core/listener_builder.go,
+/// `buildHTTPConnectionManager`): `path_with_escaped_slashes_action` is
+/// `KEEP_UNCHANGED` unless `DECODE_AND_MERGE_SLASHES` asks to decode.
+pub fn istiod_path_normalization(normalization: &str) -> Value {
+    let (normalize, merge, escaped) = match normalization {
+        "NONE" => (false, false, "KEEP_UNCHANGED"),
+        "BASE" | "DEFAULT" | "" => (true, false, "KEEP_UNCHANGED"),
+        "MERGE_SLASHES" => (true, true, "KEEP_UNCHANGED"),
+        "DECODE_AND_MERGE_SLASHES" => (true, true, "UNESCAPE_AND_FORWARD"),
+        other => panic!("not an Istio path normalization: {other:?}"),
+    };
+    json!({
+        "normalize_path": normalize,
+        "merge_slashes": merge,
+        "path_with_escaped_slashes_action": escaped,
+    })
+}
+
+/// An EnvoyFilter `MERGE` patch as istiod applies it (protobuf merge semantics on the JSON
+/// form): messages merge field by field, repeated fields append, scalars and enums set in the
+/// patch replace the target's.
+pub fn proto_merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (key, value) in p {
+                match t.get_mut(key) {
+                    Some(existing) => proto_merge(existing, value),
+                    None => {
+                        t.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(p)) => t.extend(p.iter().cloned()),
+        (t, p) => *t = p.clone(),
+    }
+}
+
 /// An Envoy bootstrap (JSON, which Envoy reads as YAML) shaped like a sidecar's inbound
 /// listener: one HTTP connection manager whose filters are `filters` then the router, routing
 /// everything to the `upstream` cluster at 127.0.0.1:`upstream_port`. `hcm_extra` fields are

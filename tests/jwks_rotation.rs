@@ -116,6 +116,7 @@ fn keys_served_late_deny_with_keys_unavailable_then_allow_without_a_restart() {
         wait_allowed(&envoy, &t, Duration::from_secs(20)),
         "keys arrive with the retries"
     );
+    envoy.settle_counters();
     assert!(
         envoy
             .stat("wasmcustom.svcauth.jwks_fetch_failed")
@@ -252,6 +253,7 @@ fn the_jwks_server_going_down_keeps_existing_tokens_working() {
         "JWKS fetch failed: HTTP status 500; keeping the last good keys",
         Duration::from_secs(5),
     );
+    envoy.settle_counters();
     assert!(
         envoy
             .stat("wasmcustom.svcauth.jwks_fetch_failed")

@@ -347,6 +347,7 @@ fn oauth2_clients_need_at_jwt_a_trusted_claim_for_admin_and_are_rate_limited_per
     // Another client is not limited by reporting-client's bucket.
     assert_eq!(call(&api, "/items").status, 200);
     envoy.wait_log_contains(r#""reason":"rate_limited""#, Duration::from_secs(5));
+    envoy.settle_counters();
     assert_eq!(
         envoy.stat("wasmcustom.svcauth.denied.rate_limited"),
         Some(3)

@@ -390,6 +390,7 @@ fn stats_count_every_decision_exactly() {
         ("cache_hit", 3),
         ("cache_miss", 5),
     ];
+    envoy.settle_counters();
     let stats = envoy.stats();
     let prom = envoy.admin("/stats/prometheus");
     assert_eq!(prom.status, 200);

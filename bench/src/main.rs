@@ -344,6 +344,11 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: bench
           codec_type: HTTP1
+          # Envoy's own path and header hardening, as every shipped config (docs/security.md).
+          normalize_path: true
+          merge_slashes: true
+          path_with_escaped_slashes_action: REJECT_REQUEST
+          common_http_protocol_options: {{headers_with_underscores_action: REJECT_REQUEST}}
           route_config:
             name: bench
             virtual_hosts:

@@ -702,6 +702,14 @@ fn explain(
         Decision::Allow(a) => a.rule,
         Decision::Deny(d) => d.rule,
     };
+    if let Err(refusal) = svcauth_filter::decide::match_rule(config, &o.method, &o.path) {
+        push(
+            "path",
+            false,
+            format!("ambiguous_path: {} in {}", refusal.what(), o.path),
+        );
+        return checks;
+    }
     let Some(ri) = rule else {
         push(
             "rule",

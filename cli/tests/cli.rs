@@ -410,7 +410,7 @@ fn a_table_of_tokens_gets_the_decisions_and_statuses_envoy_would_give() {
         ("bad signature", "GET /orders/1", Some(&bad_sig), "deny 401 bad_signature"),
         ("tampered claims", "GET /orders/1", Some(&tampered), "deny 401 bad_signature"),
         ("malformed", "GET /orders/1", Some("not.a.jwt"), "deny 401 token_malformed"),
-        ("dot segments", "GET /health/../x", Some(&read), "deny 403 no_matching_rule"),
+        ("dot segments", "GET /health/../x", Some(&read), "deny 400 ambiguous_path"),
     ];
     for (name, request, token, expect) in table {
         let req: Vec<&str> = request.split(' ').collect();

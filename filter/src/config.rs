@@ -117,6 +117,8 @@ struct RawRemoteJwks {
     max_bytes: Option<usize>,
     #[serde(default)]
     refetch_interval_seconds: Option<u64>,
+    #[serde(default)]
+    max_waiting: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +165,8 @@ struct RawMatch {
     path: Option<String>,
     #[serde(default)]
     methods: Option<Vec<String>>,
+    #[serde(default)]
+    ignore_case: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -201,6 +205,8 @@ pub struct RemoteJwks {
     pub max_bytes: usize,
     /// At most one refetch for an unknown `kid` per this many seconds, per worker VM.
     pub refetch_interval_seconds: u64,
+    /// At most this many requests of one worker VM wait for a refetch; beyond, deny at once.
+    pub max_waiting: usize,
 }
 
 /// One issuer's verification settings.
@@ -259,8 +265,11 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
+    /// The rule's path in canonical form ([`crate::path::canonical`]).
     pub path: PathMatch,
-    /// Upper-case methods; empty = any.
+    /// Compare the path ignoring ASCII case (`match.ignore_case`).
+    pub ignore_case: bool,
+    /// Upper-case methods; empty = any. A list with `GET` also matches `HEAD`.
     pub methods: Vec<String>,
     pub action: Action,
     /// Write an audit line for every allowed call on this rule.
@@ -279,8 +288,12 @@ pub struct Config {
     pub cache_max_entries: usize,
     pub log_allowed: bool,
     pub log_claims: Vec<String>,
-    /// Headers removed from every request before anything else (anti-spoofing).
+    /// Headers removed from every request before anything else (anti-spoofing), in every
+    /// spelling that [`folds_to`] them.
     pub strip_headers: Vec<String>,
+    /// Headers read, then removed from every request (static credentials' secret headers):
+    /// the exact name stays visible to the decision, other spellings are stripped.
+    pub consumed_headers: Vec<String>,
     pub rate_limits: Vec<crate::ratelimit::Limit>,
     /// Verify RS256/384/512 and ES256/384 signatures with the host's native crypto (Envoy's
     /// `verify_signature` foreign function) when it has it.
@@ -331,6 +344,47 @@ impl Config {
     pub fn provider_index(&self, name: &str) -> Option<usize> {
         self.providers.iter().position(|p| p.name == name)
     }
+
+    /// What to do with request header `name` before deciding (anti-spoofing).
+    pub fn header_fate(&self, name: &str) -> HeaderFate {
+        if self.strip_headers.iter().any(|h| folds_to(name, h)) {
+            return HeaderFate::Strip;
+        }
+        match self.consumed_headers.iter().find(|h| folds_to(name, h)) {
+            Some(h) if h == name => HeaderFate::Consume,
+            Some(_) => HeaderFate::Strip,
+            None => HeaderFate::Keep,
+        }
+    }
+}
+
+/// The fate of one client-sent request header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderFate {
+    /// Not ours: forwarded as sent.
+    Keep,
+    /// A spelling of a header svcauth sets: removed before anything reads it.
+    Strip,
+    /// A credential svcauth reads (static secret): visible to the decision, then removed.
+    Consume,
+}
+
+/// Whether header name `name`, as a client sent it, is `ours` in a spelling a backend may fold
+/// into the same name: ASCII case ignored, `_` read as `-` (CGI/WSGI-style servers and some
+/// proxies do both).
+pub fn folds_to(name: &str, ours: &str) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    name.len() == ours.len()
+        && name
+            .bytes()
+            .zip(ours.bytes())
+            .all(|(a, b)| fold(a) == fold(b))
 }
 
 fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
@@ -350,6 +404,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let mut consumed: Vec<String> = Vec::new();
     for (name, rp) in raw.providers {
         let p = compile_provider(&name, rp, env, &mut sources)?;
         if let Some(other) = providers.iter().find(|o: &&Provider| {
@@ -366,6 +421,11 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         for (_, h) in &p.claim_to_headers {
             if !strip.contains(h) {
                 strip.push(h.clone());
+            }
+        }
+        if let Some(st) = &p.statics {
+            if !consumed.contains(&st.secret_header) {
+                consumed.push(st.secret_header.clone());
             }
         }
         providers.push(p);
@@ -411,11 +471,12 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         rules,
         sources,
         max_token_bytes,
-        bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(true),
+        bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(false),
         cache_max_entries,
         log_allowed,
         log_claims,
         strip_headers: strip,
+        consumed_headers: consumed,
         rate_limits,
         rule_claims,
         host_crypto: raw.host_crypto.unwrap_or(true),
@@ -731,8 +792,12 @@ fn compile_remote(name: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigErro
         return err(at("max_bytes"), "must be between 256 and 1048576");
     }
     let refetch_interval_seconds = r.refetch_interval_seconds.unwrap_or(10);
-    if refetch_interval_seconds > 3600 {
-        return err(at("refetch_interval_seconds"), "must be at most 3600");
+    if !(1..=3600).contains(&refetch_interval_seconds) {
+        return err(at("refetch_interval_seconds"), "must be between 1 and 3600");
+    }
+    let max_waiting = r.max_waiting.unwrap_or(1024);
+    if !(1..=65_536).contains(&max_waiting) {
+        return err(at("max_waiting"), "must be between 1 and 65536");
     }
     Ok(RemoteJwks {
         cluster: r.cluster,
@@ -742,6 +807,7 @@ fn compile_remote(name: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigErro
         timeout_ms,
         max_bytes,
         refetch_interval_seconds,
+        max_waiting,
     })
 }
 
@@ -764,13 +830,29 @@ fn compile_rule(i: usize, rr: RawRule, providers: &[Provider]) -> Result<Rule, C
         (None, Some(p)) => PathMatch::Exact(p),
         _ => return err(at("match"), "needs exactly one of prefix or path"),
     };
-    let (PathMatch::Prefix(p) | PathMatch::Exact(p)) = &path;
-    if !p.starts_with('/') || p.contains(['?', '#']) {
-        return err(
-            at("match"),
-            format!("{p:?} must start with / and hold no query or fragment"),
-        );
-    }
+    let path = {
+        let (PathMatch::Prefix(p) | PathMatch::Exact(p)) = &path;
+        if !p.starts_with('/') || p.contains(['?', '#']) {
+            return err(
+                at("match"),
+                format!("{p:?} must start with / and hold no query or fragment"),
+            );
+        }
+        // Requests are matched in canonical form, so the rule's path is written in it too.
+        let canon = match crate::path::canonical(p) {
+            Ok(c) => c.into_owned(),
+            Err(r) => {
+                return err(
+                    at("match"),
+                    format!("{p:?} is not a canonical path ({})", r.what()),
+                )
+            }
+        };
+        match path {
+            PathMatch::Prefix(_) => PathMatch::Prefix(canon),
+            PathMatch::Exact(_) => PathMatch::Exact(canon),
+        }
+    };
     let mut methods = Vec::new();
     for m in rr.match_.methods.unwrap_or_default() {
         if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -856,6 +938,7 @@ fn compile_rule(i: usize, rr: RawRule, providers: &[Provider]) -> Result<Rule, C
     }
     Ok(Rule {
         path,
+        ignore_case: rr.match_.ignore_case,
         methods,
         action,
         audit: rr.audit,
@@ -898,7 +981,8 @@ mod tests {
         assert_eq!(p.scope_claims, vec!["scope", "scp", "scopes"]);
         assert!(p.forward_token);
         assert_eq!(c.max_token_bytes, 8192);
-        assert!(c.bypass_cors_preflight);
+        // Off by default (issue 12), as in jwt_authn.
+        assert!(!c.bypass_cors_preflight);
         assert_eq!(c.cache_max_entries, 1024);
         assert_eq!(c.sources.len(), 2);
         assert!(c.strip_headers.contains(&"x-tenant-id".to_string()));

@@ -39,7 +39,11 @@ pub struct Denial {
     pub reason: Reason,
     pub rule: Option<usize>,
     pub provider: Option<usize>,
+    /// The caller, only once its token's signature (or its static secret) verified.
     pub subject: Option<String>,
+    /// The subject a token claims whose signature was not (yet) verified: for the log line
+    /// only, never as the caller.
+    pub unverified_subject: Option<String>,
     /// First 12 hex digits of the token's SHA-256: enough to correlate, useless to replay.
     pub token_hash: Option<String>,
     /// `Some(true)` cache hit, `Some(false)` miss, `None` no token checked.
@@ -53,9 +57,15 @@ impl Denial {
             rule,
             provider: None,
             subject: None,
+            unverified_subject: None,
             token_hash: None,
             cache_hit: None,
         }
+    }
+
+    /// A denial with only a reason (no rule, provider or caller known).
+    pub fn of(reason: Reason) -> Denial {
+        Denial::bare(reason, None)
     }
 }
 
@@ -118,50 +128,21 @@ fn extract<'h, K: AsRef<str>, V: AsRef<str>>(
     Ok(found)
 }
 
-/// The path without query or fragment.
-fn route_path(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
-    path.get(..end).unwrap_or(path)
+/// Whether `rule` covers a request with this method: the method is listed (ASCII case
+/// ignored, as some frameworks upper-case it), `HEAD` under a `GET` (frameworks serve `HEAD`
+/// with the `GET` handler), or the rule lists none.
+fn method_matches(rule: &Rule, method: &str) -> bool {
+    rule.methods.is_empty()
+        || rule.methods.iter().any(|m| {
+            m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
+        })
 }
 
-/// A path with dot segments (`/../`, `/./`, also percent-encoded) or backslashes could match a
-/// rule here and mean another path upstream; such paths match no rule.
-fn is_ambiguous(path: &str) -> bool {
-    let b = path.as_bytes();
-    let mut seg_start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'\\' => return true,
-            b'%' => {
-                let hex = (
-                    b.get(i + 1).copied(),
-                    b.get(i + 2).map(u8::to_ascii_lowercase),
-                );
-                if matches!(
-                    hex,
-                    (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
-                ) {
-                    return true;
-                }
-            }
-            b'/' => {
-                if matches!(b.get(seg_start..i), Some(b".") | Some(b"..")) {
-                    return true;
-                }
-                seg_start = i + 1;
-            }
-            _ => {}
-        }
+fn path_matches(rule: &Rule, path: &str, fold: bool) -> bool {
+    match &rule.path {
+        PathMatch::Exact(p) => crate::path::exact_matches(path, p, fold),
+        PathMatch::Prefix(p) => crate::path::prefix_matches(path, p, fold),
     }
-    matches!(b.get(seg_start..), Some(b".") | Some(b".."))
-}
-
-fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {
-    let path_ok = match &rule.path {
-        PathMatch::Exact(p) => path == p,
-        PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-    };
-    path_ok && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
 }
 
 /// Whether `granted` covers `required`: equal, or a granted `ns:*` covers `ns:anything`.
@@ -173,16 +154,34 @@ pub fn covers(granted: &[String], required: &str) -> bool {
     })
 }
 
-/// The index of the first rule that matches, if any.
-pub fn match_rule(config: &Config, method: &str, path: &str) -> Option<usize> {
-    let path = route_path(path);
-    if is_ambiguous(path) {
-        return None;
+/// The index of the first rule that matches the request (`path` is the raw `:path`), `None`
+/// if none does, or why the path is refused. A path that a case-sensitive rule matches only
+/// when ASCII case is ignored is refused too: some backends (Express by default) route
+/// case-insensitively, so it could reach that rule's resource through a laxer rule.
+pub fn match_rule(
+    config: &Config,
+    method: &str,
+    path: &str,
+) -> Result<Option<usize>, crate::path::Refusal> {
+    let canon = crate::path::canonical(path)?;
+    for (i, rule) in config.rules.iter().enumerate() {
+        if !method_matches(rule, method) {
+            continue;
+        }
+        if path_matches(rule, &canon, rule.ignore_case) {
+            return Ok(Some(i));
+        }
+        if !rule.ignore_case && path_matches(rule, &canon, true) {
+            return Err(crate::path::CASE_VARIANT);
+        }
     }
-    config
-        .rules
-        .iter()
-        .position(|r| rule_matches(r, method, path))
+    Ok(None)
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+fn is_preflight<K: AsRef<str>, V: AsRef<str>>(method: &str, headers: &[(K, V)]) -> bool {
+    let present = |name: &str| header(headers, name).is_some_and(|v| !v.trim().is_empty());
+    method == "OPTIONS" && present("origin") && present("access-control-request-method")
 }
 
 fn token_hash(token: &str) -> String {
@@ -221,13 +220,28 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
     headers: &[(K, V)],
     now: i64,
 ) -> Decision {
+    decide_lazy(config, keys, crypto, cache, headers, &mut || Some(now))
+}
+
+/// [`decide_with_keys`] with a clock that is read only when a token must be checked (the host
+/// clock is a host call: open routes, refused paths and requests without a token never need
+/// it). A clock that gives nothing denies with `clock_unavailable`.
+pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
+    config: &Config,
+    keys: &KeyStore,
+    crypto: &dyn crate::jws::Verifier,
+    cache: &mut TokenCache,
+    headers: &[(K, V)],
+    clock: &mut dyn FnMut() -> Option<i64>,
+) -> Decision {
     let method = header(headers, ":method").unwrap_or_default();
     let path = header(headers, ":path").unwrap_or_default();
-    if config.bypass_cors_preflight
-        && method == "OPTIONS"
-        && header(headers, "origin").is_some()
-        && header(headers, "access-control-request-method").is_some()
-    {
+    // The path check comes first, for every request: open routes and preflights included.
+    let matched = match match_rule(config, method, path) {
+        Ok(m) => m,
+        Err(_) => return Decision::Deny(Denial::bare(Reason::AmbiguousPath, None)),
+    };
+    if config.bypass_cors_preflight && is_preflight(method, headers) {
         return Decision::Allow(Allowed {
             rule: None,
             identity: None,
@@ -235,7 +249,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             cache_hit: None,
         });
     }
-    let Some(ri) = match_rule(config, method, path) else {
+    let Some(ri) = matched else {
         return Decision::Deny(Denial::bare(Reason::NoMatchingRule, None));
     };
     let Some(rule) = config.rules.get(ri) else {
@@ -273,11 +287,15 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             rule: Some(ri),
             provider,
             subject,
+            unverified_subject: None,
             token_hash,
             cache_hit: hit,
         })
     };
-    let (verified, hit, remove_header, hash) = match (found, credentials) {
+    // The token's hash is for denial lines only: computed when a denial is built.
+    let hash_of = |t: Option<&str>| t.map(token_hash);
+    let mut token: Option<&str> = None;
+    let (verified, hit, remove_header) = match (found, credentials) {
         (Some(_), Some(_)) => {
             return Decision::Deny(Denial::bare(Reason::MultipleTokens, Some(ri)))
         }
@@ -296,7 +314,11 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                 .zip(id.zip(secret))
                 .and_then(|(st, (id, secret))| st.check(id, secret));
             let Some((id, scopes)) = checked else {
-                return deny_with(Reason::InvalidCredentials, Some(pi), None, None, None);
+                return Decision::Deny(Denial {
+                    provider: Some(pi),
+                    unverified_subject: id.map(str::to_string),
+                    ..Denial::bare(Reason::InvalidCredentials, Some(ri))
+                });
             };
             let identity = Verified {
                 provider: pi,
@@ -309,13 +331,16 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                 exp: i64::MAX,
             };
             let secret_header = provider.statics.as_ref().map(|s| s.secret_header.clone());
-            (Rc::new(identity), None, secret_header, None)
+            (Rc::new(identity), None, secret_header)
         }
         (Some(found), None) => {
-            let hash = Some(token_hash(found.token));
+            token = Some(found.token);
             if found.token.len() > config.max_token_bytes {
-                return deny_with(Reason::TokenTooLarge, None, None, None, hash);
+                return deny_with(Reason::TokenTooLarge, None, None, None, hash_of(token));
             }
+            let Some(now) = clock() else {
+                return Decision::Deny(Denial::bare(Reason::ClockUnavailable, Some(ri)));
+            };
             let (verified, hit) = match cache.get(found.token, now) {
                 Some(v) => (v, true),
                 None => {
@@ -333,13 +358,26 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                             (v, false)
                         }
                         Err(f) => {
-                            return deny_with(f.reason, f.provider, f.subject, Some(false), hash)
+                            return Decision::Deny(Denial {
+                                provider: f.provider,
+                                subject: f.subject,
+                                unverified_subject: f.unverified_subject,
+                                token_hash: hash_of(token),
+                                cache_hit: Some(false),
+                                ..Denial::bare(f.reason, Some(ri))
+                            })
                         }
                     }
                 }
             };
             let Some(provider) = config.providers.get(verified.provider) else {
-                return deny_with(Reason::IssuerMismatch, None, None, Some(hit), hash);
+                return deny_with(
+                    Reason::IssuerMismatch,
+                    None,
+                    None,
+                    Some(hit),
+                    hash_of(token),
+                );
             };
             if !provider.sources.contains(&found.source) {
                 let who = Some(verified.subject.clone());
@@ -348,7 +386,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
                     Some(verified.provider),
                     who,
                     Some(hit),
-                    hash,
+                    hash_of(token),
                 );
             }
             let remove = if provider.forward_token {
@@ -356,7 +394,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             } else {
                 config.sources.get(found.source).map(|s| s.header.clone())
             };
-            (verified, Some(hit), remove, hash)
+            (verified, Some(hit), remove)
         }
     };
     let deny = |reason: Reason| {
@@ -365,7 +403,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
             Some(verified.provider),
             Some(verified.subject.clone()),
             hit,
-            hash.clone(),
+            hash_of(token),
         )
     };
     if providers

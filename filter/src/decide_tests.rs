@@ -439,13 +439,14 @@ fn rules_match_first_with_paths_prefixes_and_methods() {
     assert_eq!(no_token("GET", "/health"), Ok(()));
     assert_eq!(no_token("GET", "/health/live?x=1"), Ok(()));
     assert_eq!(no_token("GET", "/orders"), Err(Reason::TokenMissing));
+    // Refused before any rule since issue 12 (it matched no rule before): still denied.
     assert_eq!(
         no_token("GET", "/health/../orders"),
-        Err(Reason::NoMatchingRule)
+        Err(Reason::AmbiguousPath)
     );
     assert_eq!(
         no_token("GET", "/health/%2e%2e/orders"),
-        Err(Reason::NoMatchingRule)
+        Err(Reason::AmbiguousPath)
     );
     // POST /admin/rotate needs internal:admin; GET falls through to the catch-all.
     let admin = token(
@@ -539,7 +540,7 @@ fn tokens_are_found_in_every_configured_header_and_only_once() {
 }
 
 #[test]
-fn cors_preflight_passes_without_a_token_unless_turned_off() {
+fn cors_preflight_is_authenticated_unless_the_bypass_is_turned_on() {
     let cfg = config();
     let h = req(
         "OPTIONS",
@@ -549,16 +550,17 @@ fn cors_preflight_passes_without_a_token_unless_turned_off() {
             ("access-control-request-method", "GET"),
         ],
     );
+    // Default since issue 12: off, as in jwt_authn.
     assert!(matches!(
         decide(&cfg, &mut TokenCache::new(0), &h, NOW),
-        Decision::Allow(_)
+        Decision::Deny(d) if d.reason == Reason::TokenMissing
     ));
     let mut v = fixtures::config_json();
-    v["bypass_cors_preflight"] = json!(false);
+    v["bypass_cors_preflight"] = json!(true);
     let cfg = Config::from_json(v.to_string().as_bytes(), &fixtures::env).unwrap();
     assert!(matches!(
         decide(&cfg, &mut TokenCache::new(0), &h, NOW),
-        Decision::Deny(_)
+        Decision::Allow(_)
     ));
 }
 
@@ -858,17 +860,42 @@ fn ambiguous_paths_are_recognised_in_every_spelling() {
         "/a\\b",
         "/health/%2e",
     ] {
-        assert_eq!(crate::decide::match_rule(&cfg, "GET", p), None, "{p}");
+        assert!(crate::decide::match_rule(&cfg, "GET", p).is_err(), "{p}");
     }
     for p in [
         "/health",
-        "/health/...",
         "/health/.well-known",
         "/health/a..b",
-        "/orders/%20x",
-        "/a%2",
-        "/a%",
+        "/orders/a%20x",
     ] {
-        assert!(crate::decide::match_rule(&cfg, "GET", p).is_some(), "{p}");
+        assert!(
+            matches!(crate::decide::match_rule(&cfg, "GET", p), Ok(Some(_))),
+            "{p}"
+        );
     }
+    // Refused since issue 12 (they were matched before): a segment of dots only, white space
+    // at a segment's edge, invalid percent-encoding.
+    for p in ["/health/...", "/orders/%20x", "/a%2", "/a%"] {
+        assert!(crate::decide::match_rule(&cfg, "GET", p).is_err(), "{p}");
+    }
+}
+
+#[test]
+fn an_ambiguous_path_is_refused_with_400_before_any_rule() {
+    let cfg = config();
+    for p in [
+        "/health/..;/admin/rotate",
+        "/health/.;/admin",
+        "/admin/rotate;x=1",
+        "//admin/rotate",
+        "/admin/rotate%00",
+        "/health/%2e%2e/admin",
+    ] {
+        assert_eq!(
+            decide_headers(&cfg, "POST", p, &[]),
+            Err(Reason::AmbiguousPath),
+            "{p}"
+        );
+    }
+    assert_eq!(Reason::AmbiguousPath.status(), 400);
 }

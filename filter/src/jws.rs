@@ -440,6 +440,18 @@ mod tests {
                 Reason::CritUnsupported,
             ),
             (
+                token(r#"{"alg":"RS256","crit":null}"#, "{}"),
+                Reason::CritUnsupported,
+            ),
+            (
+                token(r#"{"alg":"RS256","crit":[]}"#, "{}"),
+                Reason::CritUnsupported,
+            ),
+            (
+                token(r#"{"alg":"RS256","enc":null}"#, "{}"),
+                Reason::TokenMalformed,
+            ),
+            (
                 token(r#"{"alg":"RS256","enc":"A128GCM"}"#, "{}"),
                 Reason::TokenMalformed,
             ),

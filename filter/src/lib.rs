@@ -35,6 +35,7 @@ pub mod jwk;
 pub mod jws;
 pub mod keys;
 pub mod logline;
+pub mod path;
 pub mod ratelimit;
 pub mod reason;
 pub mod statics;
@@ -52,7 +53,8 @@ mod compat_tests;
 #[cfg(test)]
 mod decide_tests;
 #[cfg(test)]
+mod doors_tests;
+#[cfg(test)]
 mod props_tests;
 
-#[cfg(target_arch = "wasm32")]
 mod adapter;

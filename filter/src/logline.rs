@@ -93,6 +93,10 @@ pub fn denial(config: &Config, d: &Denial, req: &RequestFacts<'_>) -> String {
             .as_deref()
             .map_or(Value::Null, |s| bounded(s).into()),
     );
+    // What a token claimed before its signature verified: labelled as such, never `subject`.
+    if let Some(s) = &d.unverified_subject {
+        m.insert("unverified_subject".into(), bounded(s).into());
+    }
     m.insert("method".into(), bounded(req.method).into());
     m.insert("path".into(), path_field(req.path).into());
     m.insert("request_id".into(), bounded(req.request_id).into());

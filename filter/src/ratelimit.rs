@@ -33,6 +33,12 @@ pub struct Limit {
     pub burst: u32,
 }
 
+/// The shared-data key of a caller's bucket. The provider name is length-prefixed, so no two
+/// (provider, caller) pairs share a key whatever dots their names hold (`a.b`/`c` vs `a`/`b.c`).
+pub fn bucket_key(provider: &str, caller: &str) -> String {
+    format!("svcauth.rl.{}.{provider}.{caller}", provider.len())
+}
+
 pub(crate) fn compile(raw: Vec<RawLimit>) -> Result<Vec<Limit>, ConfigError> {
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
@@ -126,6 +132,13 @@ pub fn take(prev: Option<Bucket>, limit: &Limit, now_ms: i64) -> Result<Bucket, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_keys_of_dotted_names_never_collide() {
+        assert_ne!(bucket_key("a.b", "c"), bucket_key("a", "b.c"));
+        assert_ne!(bucket_key("a", "b.c.d"), bucket_key("a.b", "c.d"));
+        assert_eq!(bucket_key("p", "svc"), "svcauth.rl.1.p.svc");
+    }
 
     fn limit(rpm: u32, burst: u32) -> Limit {
         Limit {

@@ -54,8 +54,14 @@ pub enum Reason {
     ClaimNotAllowed,
     /// Static service credentials (`X-Service-ID` / `X-Service-Secret`) that do not match.
     InvalidCredentials,
-    /// The caller exceeded its rate limit.
+    /// The caller exceeded its rate limit (or the limiter could not count the request).
     RateLimited,
+    /// The request path is one that common backends read differently from its canonical form
+    /// (`;` parameters, encoded `/` or `\\`, dot segments, control characters, …): refused
+    /// before any rule is matched.
+    AmbiguousPath,
+    /// The host clock is unavailable, so no token lifetime can be checked.
+    ClockUnavailable,
 }
 
 /// The RFC 6750 error class of a reason.
@@ -71,11 +77,13 @@ pub enum ErrorClass {
     InsufficientScope,
     /// 429, no challenge.
     RateLimited,
+    /// 503, no challenge: the filter cannot decide now.
+    Unavailable,
 }
 
 impl Reason {
     /// Every reason, for stats declared once at start.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 27] = [
         Reason::TokenMissing,
         Reason::MultipleTokens,
         Reason::TokenTooLarge,
@@ -101,6 +109,8 @@ impl Reason {
         Reason::ClaimNotAllowed,
         Reason::InvalidCredentials,
         Reason::RateLimited,
+        Reason::AmbiguousPath,
+        Reason::ClockUnavailable,
     ];
 
     /// The stable reason code.
@@ -131,6 +141,8 @@ impl Reason {
             Reason::ClaimNotAllowed => "claim_not_allowed",
             Reason::InvalidCredentials => "invalid_credentials",
             Reason::RateLimited => "rate_limited",
+            Reason::AmbiguousPath => "ambiguous_path",
+            Reason::ClockUnavailable => "clock_unavailable",
         }
     }
 
@@ -162,18 +174,21 @@ impl Reason {
             Reason::ClaimNotAllowed => "caller not allowed on this route",
             Reason::InvalidCredentials => "invalid service credentials",
             Reason::RateLimited => "rate limit exceeded",
+            Reason::AmbiguousPath => "ambiguous path",
+            Reason::ClockUnavailable => "host clock unavailable",
         }
     }
 
     pub fn class(self) -> ErrorClass {
         match self {
             Reason::TokenMissing => ErrorClass::NoToken,
-            Reason::MultipleTokens => ErrorClass::InvalidRequest,
+            Reason::MultipleTokens | Reason::AmbiguousPath => ErrorClass::InvalidRequest,
             Reason::InsufficientScope
             | Reason::NoMatchingRule
             | Reason::ProviderNotAllowed
             | Reason::ClaimNotAllowed => ErrorClass::InsufficientScope,
             Reason::RateLimited => ErrorClass::RateLimited,
+            Reason::ClockUnavailable => ErrorClass::Unavailable,
             _ => ErrorClass::InvalidToken,
         }
     }
@@ -184,6 +199,7 @@ impl Reason {
             ErrorClass::InvalidRequest => 400,
             ErrorClass::InsufficientScope => 403,
             ErrorClass::RateLimited => 429,
+            ErrorClass::Unavailable => 503,
         }
     }
 
@@ -194,7 +210,7 @@ impl Reason {
             ErrorClass::InvalidRequest => Some("invalid_request"),
             ErrorClass::InvalidToken => Some("invalid_token"),
             ErrorClass::InsufficientScope => Some("insufficient_scope"),
-            ErrorClass::RateLimited => None,
+            ErrorClass::RateLimited | ErrorClass::Unavailable => None,
         }
     }
 }
@@ -222,6 +238,7 @@ pub fn www_authenticate(reason: Reason, required_scope: &str) -> String {
 pub fn body(reason: Reason, request_id: &str) -> String {
     let err = match reason.class() {
         ErrorClass::RateLimited => "rate_limited",
+        ErrorClass::Unavailable => "temporarily_unavailable",
         _ => reason.error().unwrap_or("unauthorized"),
     };
     serde_json::json!({

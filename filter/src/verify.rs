@@ -36,7 +36,11 @@ pub struct Verified {
 pub struct Failure {
     pub reason: Reason,
     pub provider: Option<usize>,
+    /// The subject, only when the signature verified (a check after it failed).
     pub subject: Option<String>,
+    /// The subject the token claims, when the failure came before the signature verified:
+    /// for the log line only, never as the caller.
+    pub unverified_subject: Option<String>,
 }
 
 impl From<Reason> for Failure {
@@ -45,6 +49,7 @@ impl From<Reason> for Failure {
             reason,
             provider: None,
             subject: None,
+            unverified_subject: None,
         }
     }
 }
@@ -154,8 +159,10 @@ pub fn verify_with_keys<E: Explain>(
         reason,
         provider: Some(pi),
         subject: None,
+        unverified_subject: None,
     };
-    // The subject is read early so that later denials can name the caller in logs.
+    // Read early so that denials before the signature can log what the token claims, as
+    // `unverified_subject`: until the signature verified, nothing in it names the caller.
     let subject = match claims.get(&provider.subject_claim) {
         Some(Value::String(s)) if is_header_safe(s) && !s.is_empty() => Some(s.clone()),
         Some(_) => return Err(fail(Reason::TokenMalformed)),
@@ -164,7 +171,8 @@ pub fn verify_with_keys<E: Explain>(
     let fail = |reason: Reason| Failure {
         reason,
         provider: Some(pi),
-        subject: subject.clone(),
+        subject: None,
+        unverified_subject: subject.clone(),
     };
     if !provider.algorithms.contains(&parsed.alg) {
         return Err(fail(Reason::AlgNotAllowed));
@@ -231,6 +239,13 @@ pub fn verify_with_keys<E: Explain>(
             key.kid.as_deref().unwrap_or("(no kid)")
         )
     });
+    // From here on the claims are the issuer's: a denial may name the caller.
+    let fail = |reason: Reason| Failure {
+        reason,
+        provider: Some(pi),
+        subject: Some(subject.clone()),
+        unverified_subject: None,
+    };
     let scopes = scopes_of(provider, &claims).map_err(fail)?;
     ex.pass("scopes", || format!("granted {:?}", scopes.join(" ")));
     let mut claim_headers = Vec::with_capacity(provider.claim_to_headers.len());

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 pub struct Opts {
     /// Port of the `upstream` cluster (127.0.0.1), usually an [`crate::EchoUpstream`].
     pub upstream_port: u16,
+    /// Whether the `upstream` cluster speaks HTTP/2 (a gRPC upstream). Default false (HTTP/1.1).
+    pub upstream_http2: bool,
     /// `vm_config.environment_variables.key_values` (e.g. HMAC secrets).
     pub env: BTreeMap<String, String>,
     /// Envoy worker threads (`--concurrency`); used by [`crate::Envoy::start_with`]. Default 1.
@@ -34,6 +36,7 @@ impl Opts {
     pub fn new(upstream_port: u16) -> Self {
         Opts {
             upstream_port,
+            upstream_http2: false,
             env: BTreeMap::new(),
             concurrency: 1,
             clusters: Vec::new(),
@@ -43,6 +46,12 @@ impl Opts {
             fail_open: false,
             runtime: BTreeMap::new(),
         }
+    }
+
+    /// Makes the `upstream` cluster HTTP/2 (e.g. a [`crate::grpc::GrpcUpstream`]).
+    pub fn upstream_http2(mut self, yes: bool) -> Self {
+        self.upstream_http2 = yes;
+        self
     }
 
     /// Adds a plugin VM environment variable.
@@ -209,7 +218,7 @@ pub fn bootstrap(plugin_config_json: &str, opts: &Opts) -> String {
     let _ = writeln!(w, "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router");
     let _ = writeln!(w, "  clusters:");
     w.push_str(&list_item(
-        &loopback_cluster_yaml("upstream", opts.upstream_port, false),
+        &loopback_cluster_yaml("upstream", opts.upstream_port, opts.upstream_http2),
         2,
     ));
     for cluster in &opts.clusters {

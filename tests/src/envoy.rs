@@ -249,6 +249,12 @@ impl Envoy {
         resp.body
     }
 
+    /// Waits until svcauth's counters have reached Envoy: the filter keeps them in its VM and
+    /// flushes them on its 500 ms tick, so a count is at `/stats` at most that much later.
+    pub fn settle_counters(&self) {
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+
     /// The value of counter or gauge `name` in `/stats`, if present.
     pub fn stat(&self, name: &str) -> Option<u64> {
         let resp = self.admin(&format!("/stats?filter=^{}$", regex_escape(name)));

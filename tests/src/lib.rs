@@ -29,8 +29,10 @@
 mod bootstrap;
 mod client;
 mod envoy;
+pub mod grpc;
 pub mod otlp;
 mod paths;
+pub mod raw;
 mod server;
 
 pub use bootstrap::{bootstrap, indent, yaml_str, Opts};

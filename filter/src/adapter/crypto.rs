@@ -3,40 +3,42 @@
 //! crypto provider ([`crate::jws::PROVIDER`]) for the duration of each verification. The VM's
 //! RustCrypto path is the fallback: for the other algorithms, when `host_crypto` is off, and
 //! for good once the host turns out not to have the function.
+//!
+//! Uses: `host`, `counters`, and the core's `hostcrypto`, `jwk`, `jws`.
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
-
-use super::metrics::Metrics;
+use super::counters::Counters;
+use super::host::{Foreign, Host, Level};
 use crate::hostcrypto;
 use crate::jwk::Key;
 use crate::jws::{self, Alg, HostVerify, Parsed, Verifier};
 
-struct Host {
+/// The host's crypto, as the crypto provider sees it.
+struct Native {
     enabled: Cell<bool>,
-    host_counter: Option<u32>,
-    wasm_counter: Option<u32>,
+    host: Rc<dyn Host>,
+    counters: Rc<Counters>,
 }
 
 pub struct HostCrypto {
-    host: Rc<Host>,
+    native: Rc<Native>,
 }
 
 impl HostCrypto {
-    pub fn new(enabled: bool, metrics: &Metrics) -> HostCrypto {
+    pub fn new(enabled: bool, host: Rc<dyn Host>, counters: Rc<Counters>) -> HostCrypto {
         HostCrypto {
-            host: Rc::new(Host {
+            native: Rc::new(Native {
                 enabled: Cell::new(enabled),
-                host_counter: metrics.signature_host,
-                wasm_counter: metrics.signature_wasm,
+                host,
+                counters,
             }),
         }
     }
 }
 
-impl HostVerify for Host {
+impl HostVerify for Native {
     fn verify(&self, alg: Alg, spki: &[u8], signature: &[u8], text: &[u8]) -> Option<bool> {
         if !self.enabled.get() {
             return None;
@@ -45,35 +47,37 @@ impl HostVerify for Host {
             Ok(a) => a,
             Err(()) => return Some(false),
         };
-        match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
-            Ok(Some(answer)) => {
-                if let Some(valid) = hostcrypto::decode_result(&answer) {
-                    Metrics::inc(self.host_counter);
-                    return Some(valid);
-                }
-                None
+        match self.host.call_foreign("verify_signature", &args) {
+            Foreign::Answer(Some(answer)) => {
+                let valid = hostcrypto::decode_result(&answer)?;
+                self.counters.signature_host.bump();
+                Some(valid)
             }
+            Foreign::Answer(None) => None,
             // A key or signature BoringSSL refuses to parse is an invalid signature.
-            Err(proxy_wasm::types::Status::BadArgument) => {
-                Metrics::inc(self.host_counter);
+            Foreign::BadArgument => {
+                self.counters.signature_host.bump();
                 Some(false)
             }
-            _ => {
+            Foreign::Unavailable => {
                 self.enabled.set(false);
-                log::warn!("svcauth: the host has no verify_signature function; verifying signatures in the wasm VM");
+                self.host.log(
+                    Level::Warn,
+                    "svcauth: the host has no verify_signature function; verifying signatures in the wasm VM",
+                );
                 None
             }
         }
     }
 
     fn verified_in_vm(&self) {
-        Metrics::inc(self.wasm_counter);
+        self.counters.signature_wasm.bump();
     }
 }
 
 impl Verifier for HostCrypto {
     fn verify(&self, parsed: &Parsed<'_>, key: &Key) -> bool {
-        let host: Rc<dyn HostVerify> = self.host.clone();
-        jws::with_host(host, || jws::verify_with(parsed, key))
+        let native: Rc<dyn HostVerify> = self.native.clone();
+        jws::with_host(native, || jws::verify_with(parsed, key))
     }
 }

@@ -4,42 +4,16 @@
 //! Shared data (one copy per Envoy process, for every VM with the same `vm_id`) holds, per key
 //! source, the last good body with its fetch time, and a lease so that one VM fetches while the
 //! others read what it published. Every VM reads the shared copy on its tick.
+//!
+//! Uses: `state` (the VM's shared state and its host), `lease`, and the core's `config` and
+//! `keys`.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
-
-use super::log;
-use super::root::Shared;
-use crate::config::{Provider, RemoteJwks};
+use super::host::Level;
+use super::lease;
+use super::remote::RemoteState;
+use super::state::Shared;
+use crate::config::RemoteJwks;
 use crate::keys::{self, decode_shared, encode_shared, Loaded};
-
-/// Per provider with `remote_jwks`: this VM's view of the shared state.
-#[derive(Debug, Default, Clone)]
-pub struct RemoteState {
-    /// Shared-data key of the published key set.
-    pub data_key: String,
-    /// Shared-data key of the fetch lease.
-    pub lease_key: String,
-    /// The CAS of the shared copy this VM loaded last.
-    pub loaded_cas: Option<u32>,
-    /// A fetch of this VM is in flight until this host time (s); 0 when none.
-    pub in_flight_until: i64,
-    /// Consecutive failures (for the backoff of the VM that holds the lease).
-    pub failures: u32,
-    /// Host time (s) before which this VM does not refetch for an unknown `kid`.
-    pub refetch_not_before: i64,
-}
-
-impl RemoteState {
-    pub fn new(p: &Provider, r: &RemoteJwks) -> RemoteState {
-        let id = format!("{}|{}|{}|{}", p.issuer, r.cluster, r.authority, r.path);
-        RemoteState {
-            data_key: format!("svcauth.jwks.{id}"),
-            lease_key: format!("svcauth.lease.{id}"),
-            ..RemoteState::default()
-        }
-    }
-}
 
 /// Loads provider `p`'s keys from `body` into this VM (and empties the token cache, since the
 /// keys changed). Logs each unusable key.
@@ -57,10 +31,9 @@ fn load(shared: &Shared, p: usize, fetched_at: i64, body: &[u8]) -> Result<(), S
         .get(p)
         .map_or("", |pr| pr.name.as_str());
     for skipped in &set.skipped {
-        log(
-            LogLevel::Warn,
-            &format!("svcauth: provider {name}: JWKS key skipped: {skipped}"),
-        );
+        shared.log(Level::Warn, || {
+            format!("svcauth: provider {name}: JWKS key skipped: {skipped}")
+        });
     }
     if let Ok(mut store) = shared.keys.try_borrow_mut() {
         store.set(
@@ -82,7 +55,7 @@ pub fn sync(shared: &Shared, p: usize) -> bool {
     let Some(key) = state(shared, p).map(|s| s.data_key) else {
         return false;
     };
-    let Ok((Some(data), cas)) = hostcalls::get_shared_data(&key) else {
+    let Ok((Some(data), cas)) = shared.host.get_shared(&key) else {
         return false;
     };
     if cas.is_some() && cas == state(shared, p).and_then(|s| s.loaded_cas) {
@@ -108,50 +81,6 @@ fn with_state(shared: &Shared, p: usize, f: impl FnOnce(&mut RemoteState)) {
     }
 }
 
-/// Takes the lease `key` until `until` if it is free (expired). At most one VM wins: the value
-/// carries this VM's nonce and is read back after a compare-and-swap write.
-fn take_lease(key: &str, now: i64, until: i64, nonce: u64) -> bool {
-    let (current, cas) = match hostcalls::get_shared_data(key) {
-        Ok(v) => v,
-        Err(_) => return false,
-    };
-    let held_until = current
-        .as_deref()
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.split(' ').next())
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0);
-    if held_until > now {
-        return false;
-    }
-    let mine = format!("{until} {nonce}");
-    if hostcalls::set_shared_data(key, Some(mine.as_bytes()), cas).is_err() {
-        return false;
-    }
-    matches!(hostcalls::get_shared_data(key), Ok((Some(v), _)) if v == mine.as_bytes())
-}
-
-/// Sets the lease `key` to expire at `until` (after a failure: the backoff).
-fn hold_lease(key: &str, until: i64, nonce: u64) {
-    let _ = hostcalls::set_shared_data(key, Some(format!("{until} {nonce}").as_bytes()), None);
-}
-
-/// Starts a fetch of provider `p`'s JWKS from the current context. The call's token.
-pub fn dispatch(r: &RemoteJwks) -> Result<u32, Status> {
-    hostcalls::dispatch_http_call(
-        &r.cluster,
-        vec![
-            (":method", "GET"),
-            (":path", &r.path),
-            (":authority", &r.authority),
-            ("accept", "application/json"),
-        ],
-        None,
-        vec![],
-        std::time::Duration::from_millis(r.timeout_ms),
-    )
-}
-
 /// Whether a scheduled fetch of provider `p` is due and this VM got the lease for it.
 pub fn due(shared: &Shared, p: usize, now: i64) -> bool {
     let (Some(st), Some(r)) = (state(shared, p), remote(shared, p)) else {
@@ -170,7 +99,7 @@ pub fn due(shared: &Shared, p: usize, now: i64) -> bool {
         return false;
     }
     let hold = i64::try_from(r.timeout_ms / 1000 + 2).unwrap_or(3);
-    take_lease(&st.lease_key, now, now + hold, shared.nonce)
+    lease::take(&*shared.host, &st.lease_key, now, now + hold, shared.nonce)
 }
 
 /// Whether this VM may refetch provider `p`'s keys for an unknown `kid` now (rate limit).
@@ -204,7 +133,10 @@ pub fn in_flight_until(shared: &Shared, p: usize) -> i64 {
 /// Starts a fetch of provider `p` from the current context; marks it in flight. The token.
 pub fn start_fetch(shared: &Shared, p: usize, now: i64) -> Option<u32> {
     let r = remote(shared, p)?;
-    match dispatch(r) {
+    match shared
+        .host
+        .dispatch_get(&r.cluster, &r.authority, &r.path, r.timeout_ms)
+    {
         Ok(token) => {
             set_in_flight(
                 shared,
@@ -224,7 +156,7 @@ pub fn start_fetch(shared: &Shared, p: usize, now: i64) -> Option<u32> {
                 shared,
                 p,
                 &name,
-                &format!("dispatch to cluster {:?} refused ({e:?})", r.cluster),
+                &format!("dispatch to cluster {:?} refused ({e})", r.cluster),
                 now,
             );
             None
@@ -248,9 +180,11 @@ pub fn on_response(shared: &Shared, p: usize, body_size: usize, now: i64) -> boo
             Ok(()) => {
                 if let Some(st) = state(shared, p) {
                     let data = encode_shared(now, &body);
-                    let _ = hostcalls::set_shared_data(&st.data_key, Some(&data), None);
+                    let _ = shared.host.set_shared(&st.data_key, &data, None);
                     // Remember the published CAS so the tick does not reload our own copy.
-                    let cas = hostcalls::get_shared_data(&st.data_key)
+                    let cas = shared
+                        .host
+                        .get_shared(&st.data_key)
                         .ok()
                         .and_then(|(_, c)| c);
                     with_state(shared, p, |s| {
@@ -258,9 +192,9 @@ pub fn on_response(shared: &Shared, p: usize, body_size: usize, now: i64) -> boo
                         s.failures = 0;
                     });
                     // Free the lease: the next refresh is due by the fetch time, not the lease.
-                    hold_lease(&st.lease_key, 0, shared.nonce);
+                    lease::hold(&*shared.host, &st.lease_key, 0, shared.nonce);
                 }
-                shared.metrics.jwks_fetch(true);
+                shared.counters.jwks_fetch(true);
                 true
             }
             Err(e) => {
@@ -276,7 +210,7 @@ pub fn on_response(shared: &Shared, p: usize, body_size: usize, now: i64) -> boo
 }
 
 fn failed(shared: &Shared, p: usize, name: &str, cause: &str, now: i64) {
-    shared.metrics.jwks_fetch(false);
+    shared.counters.jwks_fetch(false);
     let kept = if shared
         .keys
         .try_borrow()
@@ -287,10 +221,9 @@ fn failed(shared: &Shared, p: usize, name: &str, cause: &str, now: i64) {
     } else {
         "no keys yet: requests for this provider are denied (keys_unavailable)"
     };
-    log(
-        LogLevel::Warn,
-        &format!("svcauth: provider {name}: JWKS fetch failed: {cause}; {kept}"),
-    );
+    shared.log(Level::Warn, || {
+        format!("svcauth: provider {name}: JWKS fetch failed: {cause}; {kept}")
+    });
     let mut failures = 0;
     with_state(shared, p, |s| {
         s.failures = s.failures.saturating_add(1);
@@ -298,18 +231,15 @@ fn failed(shared: &Shared, p: usize, name: &str, cause: &str, now: i64) {
     });
     let refresh =
         remote(shared, p).map_or(300, |r| i64::try_from(r.refresh_seconds).unwrap_or(300));
-    let backoff = (1i64 << failures.min(6)).min(refresh.max(1));
+    let backoff = lease::backoff(failures, refresh);
     if let Some(st) = state(shared, p) {
-        hold_lease(&st.lease_key, now + backoff, shared.nonce);
+        lease::hold(&*shared.host, &st.lease_key, now + backoff, shared.nonce);
     }
 }
 
 /// The response body, after checking the status and the size before reading it.
 fn fetched_body(shared: &Shared, p: usize, body_size: usize) -> Result<Vec<u8>, String> {
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten();
-    let Some(status) = status else {
+    let Some(status) = shared.host.call_status() else {
         return Err("no response (timeout, connection failure or unknown cluster)".into());
     };
     if status != "200" {
@@ -321,9 +251,9 @@ fn fetched_body(shared: &Shared, p: usize, body_size: usize) -> Result<Vec<u8>, 
             "body of {body_size} bytes exceeds the {max}-byte limit"
         ));
     }
-    match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
-        Ok(Some(b)) => Ok(b),
-        Ok(None) => Err("empty body".into()),
-        Err(_) => Err("the host gave no response body".into()),
+    match shared.host.call_body(body_size) {
+        Some(b) if !b.is_empty() => Ok(b),
+        Some(_) => Err("empty body".into()),
+        None => Err("the host gave no response body".into()),
     }
 }

@@ -1,57 +1,33 @@
-//! The proxy-wasm adapter: the only code that talks to the host. Kept thin: the root context
-//! compiles the config and owns what request contexts share; the HTTP context hands headers to
-//! [`crate::decide::decide`] and applies the decision.
+//! The proxy-wasm adapter: the only code that talks to the host, and all of it through one
+//! seam ([`host::Host`]). The logic (request, root, jwks fetch, waiters, rate-limit loop,
+//! lease, counters, replies) is compiled on every target and tested natively against a double
+//! of the host (`tests`); only `wasm` (the `Host` implementation over `proxy_wasm::hostcalls`
+//! and the SDK's context traits) is compiled for `wasm32` alone.
+//!
+//! The rooms, each using only those listed before it: `host` · `counters` · `replies` ·
+//! `waiters` · `lease` · `bucket` · `crypto` · `remote` · `state` · `jwks` · `request` · `root` ·
+//! `wasm`.
 
-mod crypto;
-mod http;
-mod jwks;
-mod metrics;
-mod root;
+// Natively, only the tests call the logic: the wasm contexts are not compiled there.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
-use proxy_wasm::traits::RootContext;
-use proxy_wasm::types::LogLevel;
+pub mod bucket;
+pub mod counters;
+pub mod crypto;
+pub mod host;
+pub mod jwks;
+pub mod lease;
+pub mod remote;
+pub mod replies;
+pub mod request;
+pub mod root;
+pub mod state;
+pub mod waiters;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    crate::jws::install_provider();
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
-}}
+#[cfg(target_arch = "wasm32")]
+mod wasm;
 
-/// Logs through the `log` crate and so the SDK's logger (the host's `proxy_log`), at most at the
-/// VM's level ([`sync_log_level`]): a line the host would drop goes no further than the level
-/// check. Release builds compile out `trace` and `debug` lines (`log`'s
-/// `release_max_level_info`).
-fn log(level: LogLevel, message: &str) {
-    let level = match level {
-        LogLevel::Trace => ::log::Level::Trace,
-        LogLevel::Debug => ::log::Level::Debug,
-        LogLevel::Info => ::log::Level::Info,
-        LogLevel::Warn => ::log::Level::Warn,
-        LogLevel::Error | LogLevel::Critical => ::log::Level::Error,
-    };
-    ::log::log!(level, "{message}");
-}
-
-/// Takes the host's log level for this VM (`proxy_get_log_level`), so that `log::` macros skip
-/// (and never format) what Envoy would drop. Called at configure time and on the tick, as the
-/// level can change at run time (Envoy's `/logging` admin endpoint).
-pub(crate) fn sync_log_level() {
-    if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
-        proxy_wasm::set_log_level(level);
-    }
-}
-
-/// The host clock in whole seconds since the epoch (0 if the host cannot tell, which makes
-/// every token with an `exp` look valid for nobody: `exp` checks still run against 0 and
-/// `nbf`/`iat` checks fail closed only if set, so this is logged loudly).
-fn now_millis() -> Option<i64> {
-    let t = proxy_wasm::hostcalls::get_current_time().ok()?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_millis()).ok()
-}
-
-fn now_seconds() -> Option<i64> {
-    let t = proxy_wasm::hostcalls::get_current_time().ok()?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_secs()).ok()
-}
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;

@@ -1,155 +1,79 @@
-//! The root context: compiles the plugin configuration in `on_configure` (refusing a bad one,
-//! so Envoy refuses the filter), hands each request context the shared state, and keeps remote
-//! key sets fresh on a tick.
+//! The root context's logic: compile the plugin configuration (refusing a bad one, so Envoy
+//! refuses the filter), and on every tick flush the counters, refresh remote key sets, and
+//! answer requests whose wait for keys has run out; dispatch the refetches request contexts
+//! ask for through the VM's queue.
+//!
+//! Uses: `state`, `host`, `jwks`, `request` (to answer waiting requests), the core's `config`.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
-
-use super::http::{self, Http};
-use super::jwks::{self, RemoteState};
-use super::metrics::Metrics;
-use super::{log, now_seconds};
-use crate::cache::TokenCache;
+use super::counters::Define;
+use super::host::{Host, Level};
+use super::jwks;
+use super::request;
+use super::state::Shared;
 use crate::config::Config;
-use crate::keys::KeyStore;
 
-/// A request paused until its provider's keys are refetched (unknown `kid`).
-pub struct Waiter {
-    pub context_id: u32,
-    pub provider: usize,
-    /// Host time (s) after which it is decided on whatever keys there are.
-    pub deadline: i64,
-    pub headers: Vec<(String, String)>,
-}
+/// How often the root context ticks: counters are flushed at least this often.
+pub const TICK_MS: u64 = 500;
 
-/// What every context of this VM shares.
-pub struct Shared {
-    pub config: Config,
-    pub cache: RefCell<TokenCache>,
-    pub metrics: Metrics,
-    /// Fetched keys of remote providers.
-    pub keys: RefCell<KeyStore>,
-    /// Per provider: remote fetch state (`None` for providers without `remote_jwks`).
-    pub remote: RefCell<Vec<Option<RemoteState>>>,
-    pub waiting: RefCell<Vec<Waiter>>,
-    /// Identifies this VM in shared-data leases.
-    pub nonce: u64,
-    /// Signature verification (host-native where possible).
-    pub crypto: super::crypto::HostCrypto,
-}
-
-/// How often the root context looks at remote key sets.
-const TICK: Duration = Duration::from_millis(500);
-
+/// The root context's own state.
 #[derive(Default)]
 pub struct Root {
-    shared: Option<Rc<Shared>>,
-    /// In-flight scheduled fetches: call token → provider.
-    pending: HashMap<u32, usize>,
+    pub shared: Option<Rc<Shared>>,
+    /// In-flight fetches of this root context: call token → provider.
+    pub pending: HashMap<u32, usize>,
 }
 
-impl Context for Root {
-    fn on_http_call_response(
+impl Root {
+    /// Compiles `bytes` (the plugin configuration) into this VM's state. `Err` names the field;
+    /// the caller logs it and refuses the configuration.
+    pub fn configure(
         &mut self,
-        token_id: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        let (Some(shared), Some(p)) = (self.shared.clone(), self.pending.remove(&token_id)) else {
-            return;
+        host: Rc<dyn Host>,
+        bytes: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+        define: &Define<'_>,
+        register_queue: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<(), String> {
+        let config = Config::from_json(bytes, env).map_err(|e| e.to_string())?;
+        // A reconfigured VM keeps its nonce (its leases and queue stay its own).
+        let nonce = match &self.shared {
+            Some(s) => s.nonce,
+            None => host.random_u64().unwrap_or(0),
         };
-        let now = now_seconds().unwrap_or(0);
-        jwks::on_response(&shared, p, body_size, now);
-        http::resume_waiters(&shared, Some(p), now);
-    }
-}
-
-fn vm_nonce() -> u64 {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        return 0;
-    }
-    u64::from_le_bytes(b)
-}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        super::sync_log_level();
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                log(LogLevel::Error, "svcauth: invalid configuration: config: empty (a JSON object with providers and rules is required)");
-                return false;
-            }
-            Err(_) => {
-                log(
-                    LogLevel::Error,
-                    "svcauth: invalid configuration: config: the host gave no plugin configuration",
-                );
-                return false;
-            }
+        let any_remote = config.providers.iter().any(|p| p.remote_jwks.is_some());
+        // One queue per VM: a name shared by several VMs delivers to the last to register it.
+        let queue = if any_remote {
+            register_queue(&format!("svcauth.refetch.{nonce:016x}"))
+        } else {
+            None
         };
-        let env = |name: &str| std::env::var(name).ok();
-        let config = match Config::from_json(&bytes, &env) {
-            Ok(c) => c,
-            Err(e) => {
-                log(
-                    LogLevel::Error,
-                    &format!("svcauth: invalid configuration: {e}"),
-                );
-                return false;
-            }
-        };
-        let remote: Vec<Option<RemoteState>> = config
-            .providers
-            .iter()
-            .map(|p| p.remote_jwks.as_ref().map(|r| RemoteState::new(p, r)))
-            .collect();
-        let any_remote = remote.iter().any(Option::is_some);
-        log(
-            LogLevel::Info,
-            &format!(
+        let shared = Shared::new(host, config, define, nonce, queue);
+        shared.log(Level::Info, || {
+            format!(
                 "svcauth: configured {} provider(s), {} rule(s)",
-                config.providers.len(),
-                config.rules.len()
-            ),
-        );
-        let metrics = Metrics::define(&config);
-        let shared = Rc::new(Shared {
-            cache: RefCell::new(TokenCache::new(config.cache_max_entries)),
-            crypto: super::crypto::HostCrypto::new(config.host_crypto, &metrics),
-            metrics,
-            keys: RefCell::new(KeyStore::new(config.providers.len())),
-            remote: RefCell::new(remote),
-            waiting: RefCell::new(Vec::new()),
-            nonce: vm_nonce(),
-            config,
+                shared.config.providers.len(),
+                shared.config.rules.len()
+            )
         });
-        self.shared = Some(shared);
-        self.pending.clear();
-        if any_remote && hostcalls::set_tick_period(TICK).is_err() {
-            log(
-                LogLevel::Error,
-                "svcauth: invalid configuration: remote_jwks: the host refused a timer",
-            );
-            return false;
+        if let Some(old) = self.shared.replace(Rc::new(shared)) {
+            // Counts of the previous configuration still reach the host.
+            old.counters.flush(&*old.host);
         }
-        true
+        self.pending.clear();
+        Ok(())
     }
 
-    fn on_tick(&mut self) {
-        super::sync_log_level();
+    /// Every tick: counters, remote keys, expired waiters.
+    pub fn tick(&mut self, log_level: Level) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let Some(now) = now_seconds() else {
+        shared.log_level.set(log_level);
+        shared.counters.flush(&*shared.host);
+        let Some(now) = shared.host.now_millis().map(|ms| ms / 1000) else {
             return;
         };
         for p in 0..shared.config.providers.len() {
@@ -157,30 +81,76 @@ impl RootContext for Root {
                 continue;
             }
             if jwks::sync(&shared, p) {
-                http::resume_waiters(&shared, Some(p), now);
+                request::resume_waiters(&shared, Some(p), now);
             }
-            if let Some(at) = shared
+            let fetched_at = shared
                 .keys
                 .try_borrow()
                 .ok()
-                .and_then(|k| k.get(p).map(|l| l.fetched_at))
-            {
-                shared.metrics.jwks_age(p, now.saturating_sub(at));
+                .and_then(|k| k.get(p).map(|l| l.fetched_at));
+            if let Some(at) = fetched_at {
+                shared
+                    .counters
+                    .jwks_age(&*shared.host, p, now.saturating_sub(at));
             }
-            if jwks::due(&shared, p, now) {
+            let fetching = self.pending.values().any(|&q| q == p);
+            if !fetching && jwks::due(&shared, p, now) {
                 if let Some(token) = jwks::start_fetch(&shared, p, now) {
                     self.pending.insert(token, p);
                 }
             }
         }
-        http::expire_waiters(&shared, now);
+        request::expire_waiters(&shared, now);
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(self.shared.clone(), context_id)))
+    /// A request context asked for refetches (provider indices on the VM's queue).
+    pub fn queue_ready(&mut self, queue_id: u32, dequeue: &mut dyn FnMut() -> Option<Vec<u8>>) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if shared.refetch_queue != Some(queue_id) {
+            return;
+        }
+        let now = shared.host.now_millis().map_or(0, |ms| ms / 1000);
+        // Bounded: one entry per provider is useful, a few more are drained and ignored.
+        let most = shared.config.providers.len().saturating_mul(4).max(4);
+        for _ in 0..most {
+            let Some(item) = dequeue() else {
+                break;
+            };
+            let Some(p) = std::str::from_utf8(&item)
+                .ok()
+                .and_then(|t| t.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if jwks::remote(&shared, p).is_none() || self.pending.values().any(|&q| q == p) {
+                continue;
+            }
+            match jwks::start_fetch(&shared, p, now) {
+                Some(token) => {
+                    self.pending.insert(token, p);
+                }
+                // Refused at once (logged and counted): answer the waiters on the keys there are.
+                None => request::resume_waiters(&shared, Some(p), now),
+            }
+        }
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    /// The response to a fetch of this root context.
+    pub fn call_response(&mut self, token: u32, body_size: usize) {
+        let (Some(shared), Some(p)) = (self.shared.clone(), self.pending.remove(&token)) else {
+            return;
+        };
+        let now = shared.host.now_millis().map_or(0, |ms| ms / 1000);
+        jwks::on_response(&shared, p, body_size, now);
+        request::resume_waiters(&shared, Some(p), now);
+    }
+
+    /// The VM is stopping: the last counts reach the host.
+    pub fn done(&self) {
+        if let Some(shared) = &self.shared {
+            shared.counters.flush(&*shared.host);
+        }
     }
 }
