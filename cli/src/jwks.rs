@@ -7,7 +7,6 @@ use std::path::Path;
 
 use lexopt::Arg::{Long, Short, Value as Pos};
 use serde_json::{Map, Value};
-use svcauth_filter::jwk;
 
 use crate::args;
 use crate::files;
@@ -138,7 +137,8 @@ fn check_new_key(key: &Value, from: &str) -> Result<String, CliError> {
         )));
     }
     let one = serde_json::json!({"keys": [key]}).to_string();
-    let parsed = jwk::parse_set(&one).map_err(|e| CliError::failed(format!("{from}: {e}")))?;
+    let parsed = svcauth_filter::token::set::parse_set(&one)
+        .map_err(|e| CliError::failed(format!("{from}: {e}")))?;
     if let Some(why) = parsed.skipped.first() {
         return Err(CliError::failed(format!(
             "{from}: the filter cannot use this key: {why}"
@@ -304,7 +304,7 @@ pub fn show(argv: Vec<OsString>) -> CmdResult {
             None => kty.to_string(),
         };
         let one = serde_json::json!({"keys": [key]}).to_string();
-        let (algs, status) = match jwk::parse_set(&one) {
+        let (algs, status) = match svcauth_filter::token::set::parse_set(&one) {
             Ok(parsed) => match (parsed.keys.first(), parsed.skipped.first()) {
                 (Some(k), _) => {
                     let names: Vec<&str> = k.algs().iter().map(|a| a.name()).collect();

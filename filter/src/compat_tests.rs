@@ -6,9 +6,9 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::fixtures::{self, claims, claims_with, Fixture, NOW};
-use crate::jws::Alg;
 use crate::mint::sign;
 use crate::reason::Reason;
+use crate::token::alg::Alg;
 use crate::verify::verify;
 
 fn config_with(provider: Value) -> Result<Config, String> {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::jwk::{self, Key, KeyMaterial};
-use crate::jws::{Alg, ALL_ALGS};
+use crate::token::jwk::{Key, KeyMaterial};
+use crate::token::jws::{Alg, ALL_ALGS};
 
 /// Identity headers svcauth sets on allowed requests (and always strips from clients).
 pub const HEADER_SERVICE: &str = "x-service-name";
@@ -559,7 +559,8 @@ fn compile_provider(
                 )
             }
         };
-        let set = jwk::parse_set(&text).map_err(|e| ConfigError(format!("{}: {e}", at("jwks"))))?;
+        let set = crate::token::set::parse_set(&text)
+            .map_err(|e| ConfigError(format!("{}: {e}", at("jwks"))))?;
         if set.keys.is_empty() {
             return err(
                 at("jwks"),

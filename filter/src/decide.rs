@@ -9,8 +9,8 @@ use sha2::Digest as _;
 
 use crate::cache::TokenCache;
 use crate::config::{Action, Config, PathMatch, Rule};
-use crate::keys::KeyStore;
 use crate::reason::Reason;
+use crate::token::keys::KeyStore;
 use crate::verify::{self, Verified};
 
 /// The outcome for one request.
@@ -204,7 +204,7 @@ pub fn decide<K: AsRef<str>, V: AsRef<str>>(
     decide_with_keys(
         config,
         &KeyStore::default(),
-        &crate::jws::RustCrypto,
+        &crate::token::jws::RustCrypto,
         cache,
         headers,
         now,
@@ -215,7 +215,7 @@ pub fn decide<K: AsRef<str>, V: AsRef<str>>(
 pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
     config: &Config,
     keys: &KeyStore,
-    crypto: &dyn crate::jws::Verifier,
+    crypto: &dyn crate::token::jws::Verifier,
     cache: &mut TokenCache,
     headers: &[(K, V)],
     now: i64,
@@ -229,7 +229,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
 pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
     config: &Config,
     keys: &KeyStore,
-    crypto: &dyn crate::jws::Verifier,
+    crypto: &dyn crate::token::jws::Verifier,
     cache: &mut TokenCache,
     headers: &[(K, V)],
     clock: &mut dyn FnMut() -> Option<i64>,

@@ -5,8 +5,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::jws::Alg;
 use crate::mint::{sign, SigningKey};
+use crate::token::alg::Alg;
 
 /// The issuer of the fixture provider.
 pub const ISSUER: &str = "https://auth.internal";

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use getrandom::SysRng;
 use serde_json::{json, Map, Value};
 
-use crate::jws::Alg;
+use crate::token::alg::Alg;
 
 /// A private signing key (or HMAC secret).
 pub enum SigningKey {

@@ -5,10 +5,10 @@ use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, Provider};
-use crate::jwk::{self, Key};
-use crate::jws;
-use crate::keys::KeyStore;
 use crate::reason::Reason;
+use crate::token::jwk::{self, Key};
+use crate::token::jws;
+use crate::token::keys::KeyStore;
 
 /// What a verified token says about its caller. Cached per token; rule checks run per request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Signature verification through Envoy's `verify_signature` foreign function (BoringSSL, in
 //! native code) for RS256/384/512 and ES256/384/512, offered to svcauth's `jsonwebtoken`
-//! crypto provider ([`crate::jws::PROVIDER`]) for the duration of each verification. The VM's
+//! crypto provider ([`crate::token::jws::PROVIDER`]) for the duration of each verification. The VM's
 //! RustCrypto path is the fallback: for the other algorithms, when `host_crypto` is off, and
 //! for good once the host turns out not to have the function.
 //!
@@ -11,9 +11,9 @@ use std::rc::Rc;
 
 use super::counters::Counters;
 use super::host::{Foreign, Host, Level};
-use crate::hostcrypto;
-use crate::jwk::Key;
-use crate::jws::{self, Alg, HostVerify, Parsed, Verifier};
+use crate::token::hostcrypto;
+use crate::token::jwk::Key;
+use crate::token::jws::{self, Alg, HostVerify, Parsed, Verifier};
 
 /// The host's crypto, as the crypto provider sees it.
 struct Native {

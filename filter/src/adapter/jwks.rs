@@ -13,7 +13,7 @@ use super::lease;
 use super::remote::RemoteState;
 use super::state::Shared;
 use crate::config::RemoteJwks;
-use crate::keys::{self, decode_shared, encode_shared, Loaded};
+use crate::token::keys::{self, decode_shared, encode_shared, Loaded};
 
 /// Loads provider `p`'s keys from `body` into this VM (and empties the token cache, since the
 /// keys changed). Logs each unusable key.

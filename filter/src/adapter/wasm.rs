@@ -19,7 +19,7 @@ use super::state::Shared;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    crate::jws::install_provider();
+    crate::token::jws::install_provider();
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(WasmRoot::default()) });
 }}
 

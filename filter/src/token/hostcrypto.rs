@@ -9,7 +9,7 @@
 //! falls back to the VM for good as soon as the host lacks the function; `tests/host_crypto.rs`
 //! holds both paths to the same decisions.
 
-use crate::jws::Alg;
+use crate::token::alg::Alg;
 
 /// The hash name the host uses for `alg`, if the host can verify `alg`.
 pub fn host_hash(alg: Alg) -> Option<&'static str> {

@@ -9,7 +9,7 @@ use der::{DecodePem as _, Encode as _};
 use serde_json::{Map, Value};
 use x509_cert::Certificate;
 
-use crate::jwk::{Key, KeyMaterial, ParsedSet, MAX_KEYS};
+use crate::token::jwk::{Key, KeyMaterial, ParsedSet, MAX_KEYS};
 
 const PREFIX: &str = "-----BEGIN CERTIFICATE-----\n";
 const SUFFIX: &str = "\n-----END CERTIFICATE-----\n";

@@ -2,7 +2,7 @@
 //! `jsonwebtoken` 12 is built against): HMAC and EdDSA always, RSA and ECDSA when the host
 //! cannot (PS*, `host_crypto` off, no `verify_signature` function).
 
-use crate::jws::Alg;
+use crate::token::alg::Alg;
 
 /// Verifies `sig` (JWS form) over `msg` for `alg`. `key` is the HMAC secret, the raw 32 bytes
 /// of an Ed25519 key, or the DER SubjectPublicKeyInfo of an RSA or EC key; a key that does not
