@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use svcauth_filter::config::Config;
-use svcauth_filter::{fixtures, jwk, keys};
+use svcauth_filter::{fixtures, keys};
 
 fuzz_target!(|data: &[u8]| {
     let _ = Config::from_json(data, &fixtures::env);
