@@ -204,9 +204,14 @@ impl Context for WasmRoot {
         self.0.call_response(token, body);
     }
 
-    fn on_done(&mut self) -> bool {
+}
+
+/// The root context is dropped in `proxy_on_delete` when its VM stops: the last counts reach
+/// the host then. (Not in `proxy_on_done`: the host calls that once per request too, and the
+/// module does not export it.)
+impl Drop for WasmRoot {
+    fn drop(&mut self) {
         self.0.done();
-        true
     }
 }
 
