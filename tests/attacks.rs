@@ -371,7 +371,7 @@ fn key_confusion_cases() -> Vec<Case> {
                 .into_bytes(),
             "rsa-a",
         ),
-        ("RSA modulus", rsa.n().to_bytes_be(), "rsa-a"),
+        ("RSA modulus", rsa.n_bytes().to_vec(), "rsa-a"),
         (
             "EC SPKI PEM",
             ec.to_public_key_pem(lf).unwrap().into_bytes(),
@@ -391,7 +391,7 @@ fn key_confusion_cases() -> Vec<Case> {
         ),
         (
             "EC SEC1 point",
-            ec.to_encoded_point(false).as_bytes().to_vec(),
+            ec.to_sec1_point(false).as_bytes().to_vec(),
             "ec256",
         ),
     ];

@@ -20,7 +20,6 @@ const EXPECTED: &[&str] = &[
     "proxy_on_delete",
     "proxy_on_vm_start",
     "proxy_on_configure",
-    "proxy_on_done",
     "proxy_on_tick",
     "proxy_on_queue_ready",
     "proxy_on_http_call_response",

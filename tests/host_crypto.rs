@@ -27,6 +27,7 @@ fn tokens() -> Vec<(&'static str, String)> {
         ("RS256 alg-pinned key", Fixture::RsaB, Alg::RS256),
         ("ES256", Fixture::Ec256, Alg::ES256),
         ("ES384", Fixture::Ec384, Alg::ES384),
+        ("ES512", Fixture::Ec521, Alg::ES512),
         ("PS256 (wasm path)", Fixture::RsaA, Alg::PS256),
         ("EdDSA (wasm path)", Fixture::Ed25519, Alg::EdDSA),
     ] {
@@ -57,6 +58,22 @@ fn tokens() -> Vec<(&'static str, String)> {
         "ES256 for a P-384 kid",
         sign(&fixtures::signing_key(Fixture::Ec256), Alg::ES256, &h, &c).unwrap(),
     ));
+    h.insert("kid".into(), "ec521".into());
+    out.push((
+        "ES384 for a P-521 kid",
+        sign(&fixtures::signing_key(Fixture::Ec384), Alg::ES384, &h, &c).unwrap(),
+    ));
+    // A P-521 signature over another token's signing input: valid encoding, wrong signature.
+    let other = token_alg(Fixture::Ec521, Alg::ES512, &claims(now() + 1));
+    let good = token_alg(Fixture::Ec521, Alg::ES512, &c);
+    out.push((
+        "ES512 signature of another token",
+        format!(
+            "{}.{}",
+            good.rsplit_once('.').unwrap().0,
+            other.rsplit_once('.').unwrap().1
+        ),
+    ));
     // An ECDSA signature with r = 0 and s = 0, and one with a high bit everywhere.
     out.push((
         "ES256 r=s=0",
@@ -71,6 +88,7 @@ fn outcomes(host_crypto: bool, tokens: &[(&str, String)]) -> (Vec<(u16, String)>
     let upstream = EchoUpstream::start();
     let mut cfg = fixtures::config_json();
     cfg["host_crypto"] = json!(host_crypto);
+    cfg["providers"]["internal"]["jwks"] = fixtures::jwks_with_p521();
     cfg["cache"] = json!({"max_entries": 0});
     let opts = Opts::new(upstream.port()).env(fixtures::HMAC_ENV, fixtures::HMAC_SECRET);
     let envoy = Envoy::start_plugin(&cfg.to_string(), &opts);
@@ -100,7 +118,7 @@ fn host_native_and_wasm_signature_checks_decide_every_token_alike() {
     }
     let allowed = host.iter().filter(|(s, _)| *s == 200).count();
     assert_eq!(
-        allowed, 8,
+        allowed, 9,
         "each algorithm's untouched token, and nothing else: {host:?}"
     );
     let refused = |r: &str| r == "bad_signature" || r == "unknown_kid";
@@ -126,4 +144,31 @@ fn host_native_and_wasm_signature_checks_decide_every_token_alike() {
             .unwrap_or(0)
             >= 40
     );
+}
+
+/// Envoy 1.40's `verify_signature` verifies ES512 (P-521, SHA-512) natively: every ES512 token
+/// is decided by the host, none in the VM; PS256 (RSA-PSS, which the function cannot do) only
+/// in the VM.
+#[test]
+fn es512_goes_to_the_host_and_ps256_stays_in_the_vm() {
+    let c = claims(now());
+    let es512 = vec![
+        ("ES512", token_alg(Fixture::Ec521, Alg::ES512, &c)),
+        (
+            "ES512 flipped",
+            resign(&token_alg(Fixture::Ec521, Alg::ES512, &c), |s| s[7] ^= 1),
+        ),
+    ];
+    let (got, envoy) = outcomes(true, &es512);
+    envoy.settle_counters();
+    assert_eq!(got[0], (200, "allow".to_string()));
+    assert_eq!(got[1], (401, "bad_signature".to_string()));
+    assert_eq!(envoy.stat("wasmcustom.svcauth.signature_host"), Some(2));
+    assert_eq!(envoy.stat("wasmcustom.svcauth.signature_wasm"), Some(0));
+    let ps = vec![("PS256", token_alg(Fixture::RsaA, Alg::PS256, &c))];
+    let (got, envoy) = outcomes(true, &ps);
+    envoy.settle_counters();
+    assert_eq!(got[0].0, 200);
+    assert_eq!(envoy.stat("wasmcustom.svcauth.signature_host"), Some(0));
+    assert_eq!(envoy.stat("wasmcustom.svcauth.signature_wasm"), Some(1));
 }

@@ -233,6 +233,7 @@ pub fn provider_keys(p: &Provider) -> String {
                 KeyMaterial::Rsa(_) => "RSA",
                 KeyMaterial::P256(_) => "P-256",
                 KeyMaterial::P384(_) => "P-384",
+                KeyMaterial::P521(_) => "P-521",
                 KeyMaterial::Ed25519(_) => "Ed25519",
             };
             match &k.kid {

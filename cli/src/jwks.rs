@@ -7,7 +7,6 @@ use std::path::Path;
 
 use lexopt::Arg::{Long, Short, Value as Pos};
 use serde_json::{Map, Value};
-use svcauth_filter::jwk;
 
 use crate::args;
 use crate::files;
@@ -39,7 +38,7 @@ Usage: svcauth jwks add SET JWK_FILE...
 
 Each key must have a kid that is not in SET yet (a duplicate kid is refused: tokens name their
 key by kid), must be public (a JWK with private members such as \"d\" is refused), and must be
-usable by the filter (RSA 2048-8192 bits, EC P-256/P-384, Ed25519; no symmetric \"oct\" keys,
+usable by the filter (RSA 2048-8192 bits, EC P-256/P-384/P-521, Ed25519; no symmetric \"oct\" keys,
 which belong in hmac_secret_env). The set is replaced atomically; nothing is written on error.
 
 Options:
@@ -138,7 +137,8 @@ fn check_new_key(key: &Value, from: &str) -> Result<String, CliError> {
         )));
     }
     let one = serde_json::json!({"keys": [key]}).to_string();
-    let parsed = jwk::parse_set(&one).map_err(|e| CliError::failed(format!("{from}: {e}")))?;
+    let parsed = svcauth_filter::token::set::parse_set(&one)
+        .map_err(|e| CliError::failed(format!("{from}: {e}")))?;
     if let Some(why) = parsed.skipped.first() {
         return Err(CliError::failed(format!(
             "{from}: the filter cannot use this key: {why}"
@@ -304,7 +304,7 @@ pub fn show(argv: Vec<OsString>) -> CmdResult {
             None => kty.to_string(),
         };
         let one = serde_json::json!({"keys": [key]}).to_string();
-        let (algs, status) = match jwk::parse_set(&one) {
+        let (algs, status) = match svcauth_filter::token::set::parse_set(&one) {
             Ok(parsed) => match (parsed.keys.first(), parsed.skipped.first()) {
                 (Some(k), _) => {
                     let names: Vec<&str> = k.algs().iter().map(|a| a.name()).collect();

@@ -33,7 +33,7 @@ and for HS256/HS384/HS512:
 
 Options:
       --kid KID    the key id (letters, digits, '.', '_', '-'); also the file names
-      --alg ALG    ES256 (EC P-256), ES384 (EC P-384), EdDSA (Ed25519),
+      --alg ALG    ES256 (EC P-256), ES384 (EC P-384), ES512 (EC P-521), EdDSA (Ed25519),
                    RS256, RS384, RS512, PS256, PS384, PS512 (RSA 2048 bits),
                    HS256, HS384, HS512 (HMAC secret)                  [default: ES256]
       --out DIR    where to write (created with mode 0700 if missing)   [default: .]
@@ -63,7 +63,7 @@ pub fn parse_alg(name: &str) -> Result<Alg, CliError> {
         let shown = if args::printable(name) { name } else { "?" };
         CliError::usage(format!(
             "unsupported --alg {shown:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, \
-             ES256, ES384, EdDSA, HS256, HS384, HS512; names are case-sensitive)"
+             ES256, ES384, ES512, EdDSA, HS256, HS384, HS512; names are case-sensitive)"
         ))
     })
 }

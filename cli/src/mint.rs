@@ -29,7 +29,7 @@ Signing key (exactly one):
                            .pem/.secret; none with --secret-env]
       --alg ALG            the signing algorithm       [default: the alg of the public JWK beside
                            the key (KID.json), else RS256 for RSA, ES256 for P-256, ES384 for
-                           P-384, EdDSA for Ed25519, HS256 for a secret]
+                           P-384, ES512 for P-521, EdDSA for Ed25519, HS256 for a secret]
 Claims:
       --iss ISSUER         iss: must equal a provider's issuer (it selects the provider)
       --sub NAME           sub: the calling service (sent upstream as x-service-name)
@@ -246,6 +246,7 @@ fn default_alg(key: &SigningKey, path: Option<&str>) -> Alg {
         SigningKey::Rsa(_) => Alg::RS256,
         SigningKey::P256(_) => Alg::ES256,
         SigningKey::P384(_) => Alg::ES384,
+        SigningKey::P521(_) => Alg::ES512,
         SigningKey::Ed25519(_) => Alg::EdDSA,
     }
 }
@@ -339,6 +340,7 @@ pub fn run(argv: Vec<OsString>) -> CmdResult {
         let needs = match alg {
             Alg::ES256 => "an EC P-256 key",
             Alg::ES384 => "an EC P-384 key",
+            Alg::ES512 => "an EC P-521 key",
             Alg::EdDSA => "an Ed25519 key",
             a if a.is_hmac() => "an HMAC secret (--secret-env or --secret-file)",
             _ => "an RSA key",

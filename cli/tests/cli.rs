@@ -146,7 +146,7 @@ fn keygen_mint_verify_round_trips_for_every_algorithm() {
     let dir = Dir::new();
     let keys = dir.path("keys");
     let set = dir.path("jwks.json");
-    let asym = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
+    let asym = ["RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA"];
     for alg in asym {
         let kid = format!("k-{}", alg.to_lowercase());
         ok(

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::jwk::{self, Key, KeyMaterial};
-use crate::jws::{Alg, ALL_ALGS};
+use crate::token::jwk::{Key, KeyMaterial};
+use crate::token::jws::{Alg, ALL_ALGS};
 
 /// Identity headers svcauth sets on allowed requests (and always strips from clients).
 pub const HEADER_SERVICE: &str = "x-service-name";
@@ -109,6 +109,8 @@ struct RawProvider {
     required_claims: BTreeMap<String, Value>,
     #[serde(default)]
     max_lifetime_seconds: Option<u64>,
+    #[serde(default)]
+    require_expiration: Option<bool>,
     #[serde(default)]
     forward_token: Option<bool>,
     #[serde(default)]
@@ -307,6 +309,8 @@ pub struct Provider {
     pub scope_claims: Vec<String>,
     pub required_claims: Vec<(String, Value)>,
     pub max_lifetime: Option<i64>,
+    /// Whether a token without `exp` is refused (`exp_missing`); default `true`.
+    pub require_expiration: bool,
     pub forward_token: bool,
     pub claim_to_headers: Vec<ClaimHeader>,
     /// The longest value a `claim_to_headers` header may get (a longer one: token malformed).
@@ -643,6 +647,7 @@ fn compile_provider(
             scope_claims: Vec::new(),
             required_claims: Vec::new(),
             max_lifetime: None,
+            require_expiration: true,
             forward_token: false,
             claim_to_headers: Vec::new(),
             max_claim_header_bytes: DEFAULT_MAX_CLAIM_HEADER_BYTES,
@@ -683,12 +688,18 @@ fn compile_provider(
                 )
             }
         };
-        let set = jwk::parse_set(&text).map_err(|e| ConfigError(format!("{}: {e}", at("jwks"))))?;
-        if let Some(first) = set.skipped.first() {
-            return err(at("jwks"), format!("unusable key: {first}"));
-        }
+        let set = crate::token::set::parse_set(&text)
+            .map_err(|e| ConfigError(format!("{}: {e}", at("jwks"))))?;
         if set.keys.is_empty() {
-            return err(at("jwks"), "has no keys");
+            return err(
+                at("jwks"),
+                set.skipped.first().map_or("has no keys".into(), |s| {
+                    format!("unusable key: {s} (the set has no usable key)")
+                }),
+            );
+        }
+        for s in &set.skipped {
+            log::warn!("svcauth: provider {name}: JWKS key skipped: {s}");
         }
         keys.extend(set.keys);
     }
@@ -749,7 +760,7 @@ fn compile_provider(
             let mut algs = Vec::new();
             for n in names {
                 let Some(a) = Alg::from_name(&n) else {
-                    return err(at("algorithms"), format!("unsupported algorithm {n:?} (supported: HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"));
+                    return err(at("algorithms"), format!("unsupported algorithm {n:?} (supported: HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, ES512, EdDSA)"));
                 };
                 if !usable.contains(&a) {
                     return err(
@@ -831,6 +842,7 @@ fn compile_provider(
         scope_claims,
         required_claims: rp.required_claims.into_iter().collect(),
         max_lifetime,
+        require_expiration: rp.require_expiration.unwrap_or(true),
         forward_token: rp.forward_token.unwrap_or(true),
         claim_to_headers,
         max_claim_header_bytes,

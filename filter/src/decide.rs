@@ -9,10 +9,10 @@ use sha2::Digest as _;
 
 use crate::cache::TokenCache;
 use crate::config::{Action, Config, PathMatch, Rule};
-use crate::keys::KeyStore;
 use crate::reason::Reason;
 use crate::sources::extract;
 pub use crate::sources::{Edit, Strip};
+use crate::token::keys::KeyStore;
 use crate::verify::{self, Verified};
 
 /// The outcome for one request.
@@ -159,7 +159,7 @@ pub fn decide<K: AsRef<str>, V: AsRef<str>>(
     decide_with_keys(
         config,
         &KeyStore::default(),
-        &crate::jws::RustCrypto,
+        &crate::token::jws::RustCrypto,
         cache,
         headers,
         now,
@@ -170,7 +170,7 @@ pub fn decide<K: AsRef<str>, V: AsRef<str>>(
 pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
     config: &Config,
     keys: &KeyStore,
-    crypto: &dyn crate::jws::Verifier,
+    crypto: &dyn crate::token::jws::Verifier,
     cache: &mut TokenCache,
     headers: &[(K, V)],
     now: i64,
@@ -184,7 +184,7 @@ pub fn decide_with_keys<K: AsRef<str>, V: AsRef<str>>(
 pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
     config: &Config,
     keys: &KeyStore,
-    crypto: &dyn crate::jws::Verifier,
+    crypto: &dyn crate::token::jws::Verifier,
     cache: &mut TokenCache,
     headers: &[(K, V)],
     clock: &mut dyn FnMut() -> Option<i64>,

@@ -6,9 +6,9 @@ use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::decide::{covers, decide, Decision, Strip};
 use crate::fixtures::{self, claims, claims_with, hmac_token, token, token_alg, Fixture, NOW};
-use crate::jws::Alg;
 use crate::mint::{sign_raw, SigningKey};
 use crate::reason::Reason;
+use crate::token::alg::Alg;
 
 fn config() -> Config {
     Config::from_json(
@@ -657,13 +657,17 @@ fn remote_config() -> Config {
     Config::from_json(v.to_string().as_bytes(), &fixtures::env).unwrap()
 }
 
-fn decide_remote(cfg: &Config, store: &crate::keys::KeyStore, t: &str) -> Result<(), Reason> {
+fn decide_remote(
+    cfg: &Config,
+    store: &crate::token::keys::KeyStore,
+    t: &str,
+) -> Result<(), Reason> {
     let auth = bearer(t);
     let h = req("GET", "/orders", &[("authorization", auth.as_str())]);
     match crate::decide::decide_with_keys(
         cfg,
         store,
-        &crate::jws::RustCrypto,
+        &crate::token::jws::RustCrypto,
         &mut TokenCache::new(0),
         &h,
         NOW,
@@ -676,7 +680,7 @@ fn decide_remote(cfg: &Config, store: &crate::keys::KeyStore, t: &str) -> Result
 #[test]
 fn a_remote_provider_fails_closed_until_its_first_key_set() {
     let cfg = remote_config();
-    let mut store = crate::keys::KeyStore::new(1);
+    let mut store = crate::token::keys::KeyStore::new(1);
     let t = token(Fixture::Ec256, &claims(NOW));
     assert_eq!(
         decide_remote(&cfg, &store, &t),
@@ -687,10 +691,10 @@ fn a_remote_provider_fails_closed_until_its_first_key_set() {
         decide_remote(&cfg, &store, &hmac_token(Alg::HS256, &claims(NOW))),
         Ok(())
     );
-    let set = crate::keys::parse_fetched(fixtures::jwks_json().as_bytes(), 65536).unwrap();
+    let set = crate::token::keys::parse_fetched(fixtures::jwks_json().as_bytes(), 65536).unwrap();
     store.set(
         0,
-        crate::keys::Loaded {
+        crate::token::keys::Loaded {
             keys: set.keys,
             fetched_at: NOW,
         },
@@ -701,12 +705,12 @@ fn a_remote_provider_fails_closed_until_its_first_key_set() {
 #[test]
 fn a_kid_missing_from_the_fetched_set_is_unknown() {
     let cfg = remote_config();
-    let mut store = crate::keys::KeyStore::new(1);
+    let mut store = crate::token::keys::KeyStore::new(1);
     let only_rsa = json!({"keys": [fixtures::public_jwk(Fixture::RsaA, "rsa-a")]}).to_string();
-    let set = crate::keys::parse_fetched(only_rsa.as_bytes(), 65536).unwrap();
+    let set = crate::token::keys::parse_fetched(only_rsa.as_bytes(), 65536).unwrap();
     store.set(
         0,
-        crate::keys::Loaded {
+        crate::token::keys::Loaded {
             keys: set.keys,
             fetched_at: NOW,
         },

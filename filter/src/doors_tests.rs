@@ -9,8 +9,8 @@ use crate::cache::TokenCache;
 use crate::config::{folds_to, Config, HeaderFate};
 use crate::decide::{decide, Decision, Denial};
 use crate::fixtures::{self, claims, claims_with, token, Fixture, NOW};
-use crate::jws::Alg;
 use crate::reason::Reason;
+use crate::token::alg::Alg;
 
 fn config_with(changes: impl FnOnce(&mut serde_json::Value)) -> Config {
     let mut v = fixtures::config_json();

@@ -5,8 +5,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::jws::Alg;
 use crate::mint::{sign, SigningKey};
+use crate::token::alg::Alg;
 
 /// The issuer of the fixture provider.
 pub const ISSUER: &str = "https://auth.internal";
@@ -29,11 +29,15 @@ pub enum Fixture {
     Ec256,
     /// EC P-384, kid `ec384`.
     Ec384,
+    /// EC P-521, kid `ec521`.
+    Ec521,
     /// Ed25519, kid `ed25519`.
     Ed25519,
 }
 
 impl Fixture {
+    /// The keys of [`jwks`] (and so of [`config_json`]). [`Fixture::Ec521`] is not among them,
+    /// so that the fixture set stays the one the older tests count; [`jwks_with_p521`] has it.
     pub const ALL: [Fixture; 5] = [
         Fixture::RsaA,
         Fixture::RsaB,
@@ -48,6 +52,7 @@ impl Fixture {
             Fixture::RsaB => "rsa-b",
             Fixture::Ec256 => "ec256",
             Fixture::Ec384 => "ec384",
+            Fixture::Ec521 => "ec521",
             Fixture::Ed25519 => "ed25519",
         }
     }
@@ -58,6 +63,7 @@ impl Fixture {
             Fixture::RsaB => include_str!("../fixtures/rsa-b.pem"),
             Fixture::Ec256 => include_str!("../fixtures/ec256.pem"),
             Fixture::Ec384 => include_str!("../fixtures/ec384.pem"),
+            Fixture::Ec521 => include_str!("../fixtures/ec521.pem"),
             Fixture::Ed25519 => include_str!("../fixtures/ed25519.pem"),
         }
     }
@@ -76,6 +82,7 @@ impl Fixture {
             Fixture::RsaA | Fixture::RsaB => Alg::RS256,
             Fixture::Ec256 => Alg::ES256,
             Fixture::Ec384 => Alg::ES384,
+            Fixture::Ec521 => Alg::ES512,
             Fixture::Ed25519 => Alg::EdDSA,
         }
     }
@@ -101,6 +108,19 @@ pub fn jwks() -> Value {
 
 pub fn jwks_json() -> String {
     jwks().to_string()
+}
+
+/// A self-signed X.509 certificate (PEM) of the `rsa-a` key, and one of the `ec256` key.
+pub const RSA_A_CERT: &str = include_str!("../fixtures/rsa-a.crt");
+pub const EC256_CERT: &str = include_str!("../fixtures/ec256.crt");
+
+/// [`jwks`] plus the P-521 key (kid `ec521`).
+pub fn jwks_with_p521() -> Value {
+    let mut set = jwks();
+    if let Some(keys) = set.get_mut("keys").and_then(Value::as_array_mut) {
+        keys.push(public_jwk(Fixture::Ec521, Fixture::Ec521.kid()));
+    }
+    set
 }
 
 /// Standard valid claims at `now`: issuer, subject `orders-service`, audience, 10 minutes life,

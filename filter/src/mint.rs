@@ -5,17 +5,18 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use rand_core::OsRng;
+use getrandom::SysRng;
 use serde_json::{json, Map, Value};
 
-use crate::jws::Alg;
+use crate::token::alg::Alg;
 
 /// A private signing key (or HMAC secret).
 pub enum SigningKey {
     Hmac(Vec<u8>),
-    Rsa(Box<rsa::RsaPrivateKey>),
+    Rsa(Box<rsa::PrivateKey>),
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
     Ed25519(ed25519_dalek::SigningKey),
 }
 
@@ -25,14 +26,17 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+fn random<K: rsa::Generate>() -> Result<K, String> {
+    K::try_generate_from_rng(&mut SysRng).map_err(|e| format!("no randomness: {e}"))
+}
+
 impl SigningKey {
     /// A fresh key for `alg` (RSA keys are 2048 bits; HMAC secrets 32 random bytes for HS256,
     /// 48 for HS384, 64 for HS512).
     pub fn generate(alg: Alg) -> Result<SigningKey, String> {
-        use rand_core::RngCore as _;
         Ok(match alg {
             a if a.is_rsa() => SigningKey::Rsa(Box::new(
-                rsa::RsaPrivateKey::new(&mut OsRng, 2048).map_err(|e| e.to_string())?,
+                rsa::PrivateKey::new(&mut SysRng, 2048).map_err(|e| e.to_string())?,
             )),
             a if a.is_hmac() => {
                 let len = match a {
@@ -41,23 +45,28 @@ impl SigningKey {
                     _ => 32,
                 };
                 let mut secret = vec![0u8; len];
-                OsRng.fill_bytes(&mut secret);
+                getrandom::fill(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
                 SigningKey::Hmac(secret)
             }
-            Alg::ES256 => SigningKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
-            Alg::ES384 => SigningKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
-            _ => SigningKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut OsRng)),
+            Alg::ES256 => SigningKey::P256(random()?),
+            Alg::ES384 => SigningKey::P384(random()?),
+            Alg::ES512 => SigningKey::P521(random()?),
+            _ => {
+                let mut secret = [0u8; 32];
+                getrandom::fill(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
+                SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&secret))
+            }
         })
     }
 
-    /// Reads a PKCS#8 PEM private key (RSA, EC P-256/P-384, Ed25519); PKCS#1 RSA too.
+    /// Reads a PKCS#8 PEM private key (RSA, EC P-256/P-384/P-521, Ed25519); PKCS#1 RSA too.
     pub fn from_pem(pem: &str) -> Result<SigningKey, String> {
-        use p256::pkcs8::DecodePrivateKey as _;
         use rsa::pkcs1::DecodeRsaPrivateKey as _;
-        if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
+        use rsa::pkcs8::DecodePrivateKey as _;
+        if let Ok(k) = rsa::PrivateKey::from_pkcs8_pem(pem) {
             return Ok(SigningKey::Rsa(Box::new(k)));
         }
-        if let Ok(k) = rsa::RsaPrivateKey::from_pkcs1_pem(pem) {
+        if let Ok(k) = rsa::PrivateKey::from_pkcs1_pem(pem) {
             return Ok(SigningKey::Rsa(Box::new(k)));
         }
         if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_pem(pem) {
@@ -66,23 +75,27 @@ impl SigningKey {
         if let Ok(k) = p384::ecdsa::SigningKey::from_pkcs8_pem(pem) {
             return Ok(SigningKey::P384(k));
         }
+        if let Ok(k) = p521::ecdsa::SigningKey::from_pkcs8_pem(pem) {
+            return Ok(SigningKey::P521(k));
+        }
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
             return Ok(SigningKey::Ed25519(k));
         }
         Err(
-            "not a PKCS#8 PEM private key of a supported type (RSA, EC P-256/P-384, Ed25519)"
+            "not a PKCS#8 PEM private key of a supported type (RSA, EC P-256/P-384/P-521, Ed25519)"
                 .into(),
         )
     }
 
     /// PKCS#8 PEM of a private key. HMAC secrets have no PEM form.
     pub fn to_pem(&self) -> Result<String, String> {
-        use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
+        use rsa::pkcs8::{EncodePrivateKey as _, LineEnding};
         let doc = match self {
             SigningKey::Hmac(_) => return Err("an HMAC secret has no PEM form".into()),
             SigningKey::Rsa(k) => k.to_pkcs8_pem(LineEnding::LF),
             SigningKey::P256(k) => k.to_pkcs8_pem(LineEnding::LF),
             SigningKey::P384(k) => k.to_pkcs8_pem(LineEnding::LF),
+            SigningKey::P521(k) => k.to_pkcs8_pem(LineEnding::LF),
             SigningKey::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
         };
         doc.map(|d| d.to_string()).map_err(|e| e.to_string())
@@ -95,6 +108,7 @@ impl SigningKey {
             SigningKey::Rsa(_) => "RSA",
             SigningKey::P256(_) => "EC P-256",
             SigningKey::P384(_) => "EC P-384",
+            SigningKey::P521(_) => "EC P-521",
             SigningKey::Ed25519(_) => "Ed25519",
         }
     }
@@ -106,6 +120,7 @@ impl SigningKey {
             SigningKey::Rsa(_) => alg.is_rsa(),
             SigningKey::P256(_) => alg == Alg::ES256,
             SigningKey::P384(_) => alg == Alg::ES384,
+            SigningKey::P521(_) => alg == Alg::ES512,
             SigningKey::Ed25519(_) => alg == Alg::EdDSA,
         }
     }
@@ -114,23 +129,32 @@ impl SigningKey {
     pub fn public_jwk(&self, kid: &str, alg: Option<Alg>) -> Option<Value> {
         use rsa::traits::PublicKeyParts as _;
         let b = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        fn ec(crv: &str, point: &[u8], n: usize) -> Value {
+            // Uncompressed SEC1: 0x04 || x || y.
+            let x = point.get(1..1 + n).unwrap_or_default();
+            let y = point.get(1 + n..).unwrap_or_default();
+            json!({"kty": "EC", "crv": crv, "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
+        }
         let mut jwk = match self {
             SigningKey::Hmac(_) => return None,
             SigningKey::Rsa(k) => json!({
-                "kty": "RSA", "n": b(&k.n().to_bytes_be()), "e": b(&k.e().to_bytes_be()),
+                "kty": "RSA", "n": b(&k.n_bytes()), "e": b(&k.e_bytes()),
             }),
-            SigningKey::P256(k) => {
-                let p = k.verifying_key().to_encoded_point(false);
-                json!({"kty": "EC", "crv": "P-256",
-                       "x": b(p.x().map(|x| &x[..]).unwrap_or_default()),
-                       "y": b(p.y().map(|y| &y[..]).unwrap_or_default())})
-            }
-            SigningKey::P384(k) => {
-                let p = k.verifying_key().to_encoded_point(false);
-                json!({"kty": "EC", "crv": "P-384",
-                       "x": b(p.x().map(|x| &x[..]).unwrap_or_default()),
-                       "y": b(p.y().map(|y| &y[..]).unwrap_or_default())})
-            }
+            SigningKey::P256(k) => ec(
+                "P-256",
+                k.verifying_key().to_sec1_point(false).as_bytes(),
+                32,
+            ),
+            SigningKey::P384(k) => ec(
+                "P-384",
+                k.verifying_key().to_sec1_point(false).as_bytes(),
+                48,
+            ),
+            SigningKey::P521(k) => ec(
+                "P-521",
+                k.verifying_key().to_sec1_point(false).as_bytes(),
+                66,
+            ),
             SigningKey::Ed25519(k) => {
                 json!({"kty": "OKP", "crv": "Ed25519", "x": b(k.verifying_key().as_bytes())})
             }
@@ -147,9 +171,10 @@ impl SigningKey {
 
     /// Signs `input` with `alg`; the raw JWS signature bytes.
     pub fn sign_bytes(&self, alg: Alg, input: &[u8]) -> Result<Vec<u8>, String> {
-        use hmac::Mac as _;
+        use hmac::{KeyInit as _, Mac as _};
         use rsa::{Pkcs1v15Sign, Pss};
         use sha2::{Digest as _, Sha256, Sha384, Sha512};
+        use signature::Signer as _;
         if !self.fits(alg) {
             return Err(format!("a {} key cannot sign {}", self.kind(), alg.name()));
         }
@@ -176,28 +201,30 @@ impl SigningKey {
                     Alg::RS384 => k.sign(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(input)),
                     Alg::RS512 => k.sign(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(input)),
                     Alg::PS256 => {
-                        k.sign_with_rng(&mut OsRng, Pss::new::<Sha256>(), &Sha256::digest(input))
+                        k.sign_with_rng(&mut SysRng, Pss::<Sha256>::new(), &Sha256::digest(input))
                     }
                     Alg::PS384 => {
-                        k.sign_with_rng(&mut OsRng, Pss::new::<Sha384>(), &Sha384::digest(input))
+                        k.sign_with_rng(&mut SysRng, Pss::<Sha384>::new(), &Sha384::digest(input))
                     }
-                    _ => k.sign_with_rng(&mut OsRng, Pss::new::<Sha512>(), &Sha512::digest(input)),
+                    _ => k.sign_with_rng(&mut SysRng, Pss::<Sha512>::new(), &Sha512::digest(input)),
                 };
                 r.map_err(|e| err(&e))?
             }
             (SigningKey::P256(k), _) => {
-                use p256::ecdsa::signature::Signer as _;
-                let s: p256::ecdsa::Signature = k.sign(input);
+                let s: p256::ecdsa::Signature = k.try_sign(input).map_err(|e| err(&e))?;
                 s.to_bytes().to_vec()
             }
             (SigningKey::P384(k), _) => {
-                use p384::ecdsa::signature::Signer as _;
-                let s: p384::ecdsa::Signature = k.sign(input);
+                let s: p384::ecdsa::Signature = k.try_sign(input).map_err(|e| err(&e))?;
+                s.to_bytes().to_vec()
+            }
+            (SigningKey::P521(k), _) => {
+                let s: p521::ecdsa::Signature = k.try_sign(input).map_err(|e| err(&e))?;
                 s.to_bytes().to_vec()
             }
             (SigningKey::Ed25519(k), _) => {
-                use ed25519_dalek::Signer as _;
-                k.sign(input).to_bytes().to_vec()
+                let s: ed25519_dalek::Signature = k.try_sign(input).map_err(|e| err(&e))?;
+                s.to_bytes().to_vec()
             }
         })
     }
@@ -248,7 +275,7 @@ mod tests {
 
     #[test]
     fn every_generated_key_round_trips_through_pem_and_signs() {
-        for alg in [Alg::ES256, Alg::ES384, Alg::EdDSA] {
+        for alg in [Alg::ES256, Alg::ES384, Alg::ES512, Alg::EdDSA] {
             let key = SigningKey::generate(alg).unwrap();
             let again = SigningKey::from_pem(&key.to_pem().unwrap()).unwrap();
             assert!(again.fits(alg));

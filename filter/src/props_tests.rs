@@ -27,8 +27,8 @@ use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::decide::{decide, Decision};
 use crate::fixtures::{self, claims_with, hmac_token, token_alg, Fixture, NOW};
-use crate::jws::{Alg, ALL_ALGS};
 use crate::mint::{sign_raw, SigningKey};
+use crate::token::jws::{Alg, ALL_ALGS};
 use crate::{jwk, jws, keys, verify};
 
 // ------------------------------------------------------------------ shared inputs -----------
@@ -607,7 +607,7 @@ proptest! {
 
     #[test]
     fn arbitrary_text_as_a_jwk_set_or_fetched_body_never_panics(s in any::<String>(), b in prop::collection::vec(any::<u8>(), 0..300)) {
-        let _ = jwk::parse_set(&s);
+        let _ = crate::token::set::parse_set(&s);
         let _ = keys::parse_fetched(&b, 65536);
         let _ = keys::decode_shared(&b);
     }
@@ -635,7 +635,7 @@ proptest! {
     #[test]
     fn a_jwk_set_of_odd_keys_never_panics(keys in prop::collection::vec(jwk_value(), 0..4)) {
         let set = json!({"keys": keys}).to_string();
-        if let Ok(parsed) = jwk::parse_set(&set) {
+        if let Ok(parsed) = crate::token::set::parse_set(&set) {
             for k in &parsed.keys {
                 prop_assert!(!k.algs().is_empty(), "a kept key verifies some algorithm");
             }

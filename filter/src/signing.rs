@@ -15,7 +15,7 @@
 //! string and its HMAC, the time window, and the content of one replay-cache slot (the adapter
 //! keeps the slots in proxy-wasm shared data, updated with compare-and-swap).
 
-use hmac::{Hmac, Mac as _};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;

@@ -1,7 +1,7 @@
 //! The signing core's tests: settings and their refusals, the canonical string and its MAC as
 //! the seed system's `RequestSigner` computes it, parsing, the window, and replay slots.
 
-use hmac::{Hmac, Mac as _};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 
 use crate::reason::Reason;

@@ -5,10 +5,10 @@ use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, Provider};
-use crate::jwk::{self, Key};
-use crate::jws;
-use crate::keys::KeyStore;
 use crate::reason::Reason;
+use crate::token::jwk::{self, Key};
+use crate::token::jws;
+use crate::token::keys::KeyStore;
 
 /// What a verified token says about its caller. Cached per token; rule checks run per request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +186,9 @@ pub fn verify_with_keys<E: Explain>(
     }
     let exp = check_time(provider, &claims, now).map_err(fail)?;
     ex.pass("lifetime", || {
+        if exp == i64::MAX {
+            return "no exp (the provider sets require_expiration: false)".into();
+        }
         format!(
             "exp {exp} is {}s from now {now} (skew {}s)",
             exp.saturating_sub(now),
@@ -288,14 +291,16 @@ fn typ_matches(got: Option<&str>, want: &str) -> bool {
     got.is_some_and(|g| norm(g) == norm(want))
 }
 
-/// `exp` (required), `nbf`, `iat` and the maximum lifetime. Returns `exp`.
+/// `exp` (required unless the provider sets `require_expiration: false`), `nbf`, `iat` and the
+/// maximum lifetime. Returns `exp`, `i64::MAX` for a token without one.
 fn check_time(p: &Provider, claims: &Map<String, Value>, now: i64) -> Result<i64, Reason> {
     let exp = match numeric_date(claims, "exp")? {
-        Some(e) => e,
-        None => return Err(Reason::ExpMissing),
+        Some(e) => Some(e),
+        None if p.require_expiration => return Err(Reason::ExpMissing),
+        None => None,
     };
     let skew = p.clock_skew;
-    if now > exp.saturating_add(skew) {
+    if exp.is_some_and(|exp| now > exp.saturating_add(skew)) {
         return Err(Reason::TokenExpired);
     }
     if let Some(nbf) = numeric_date(claims, "nbf")? {
@@ -310,13 +315,16 @@ fn check_time(p: &Provider, claims: &Map<String, Value>, now: i64) -> Result<i64
         }
     }
     if let Some(max) = p.max_lifetime {
-        // Without iat, the lifetime still ahead is what is bounded.
+        // Without iat, the lifetime still ahead is what is bounded; without exp it is unbounded.
+        let Some(exp) = exp else {
+            return Err(Reason::LifetimeTooLong);
+        };
         let start = iat.unwrap_or(now);
         if exp.saturating_sub(start) > max {
             return Err(Reason::LifetimeTooLong);
         }
     }
-    Ok(exp)
+    Ok(exp.unwrap_or(i64::MAX))
 }
 
 /// A NumericDate claim: an integer number of seconds. Strings, floats and out-of-range numbers

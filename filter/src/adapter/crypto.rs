@@ -1,7 +1,8 @@
 //! Signature verification through Envoy's `verify_signature` foreign function (BoringSSL, in
-//! native code) for RS256/384/512 and ES256/384, with the pure-Rust path as the fallback: for
-//! the other algorithms, when `host_crypto` is off, and for good once the host turns out not to
-//! have the function.
+//! native code) for RS256/384/512 and ES256/384/512, offered to svcauth's `jsonwebtoken`
+//! crypto provider ([`crate::token::jws::PROVIDER`]) for the duration of each verification. The VM's
+//! RustCrypto path is the fallback: for the other algorithms, when `host_crypto` is off, and
+//! for good once the host turns out not to have the function.
 //!
 //! Uses: `host`, `counters`, and the core's `hostcrypto`, `jwk`, `jws`.
 
@@ -10,30 +11,39 @@ use std::rc::Rc;
 
 use super::counters::Counters;
 use super::host::{Foreign, Host, Level};
-use crate::hostcrypto;
-use crate::jwk::Key;
-use crate::jws::{self, Parsed, Verifier};
+use crate::token::hostcrypto;
+use crate::token::jwk::Key;
+use crate::token::jws::{self, Alg, HostVerify, Parsed, Verifier};
 
-pub struct HostCrypto {
+/// The host's crypto, as the crypto provider sees it.
+struct Native {
     enabled: Cell<bool>,
     host: Rc<dyn Host>,
     counters: Rc<Counters>,
 }
 
+pub struct HostCrypto {
+    native: Rc<Native>,
+}
+
 impl HostCrypto {
     pub fn new(enabled: bool, host: Rc<dyn Host>, counters: Rc<Counters>) -> HostCrypto {
         HostCrypto {
-            enabled: Cell::new(enabled),
-            host,
-            counters,
+            native: Rc::new(Native {
+                enabled: Cell::new(enabled),
+                host,
+                counters,
+            }),
         }
     }
+}
 
-    fn native(&self, parsed: &Parsed<'_>, key: &Key) -> Option<bool> {
+impl HostVerify for Native {
+    fn verify(&self, alg: Alg, spki: &[u8], signature: &[u8], text: &[u8]) -> Option<bool> {
         if !self.enabled.get() {
             return None;
         }
-        let args = match hostcrypto::request(parsed, key)? {
+        let args = match hostcrypto::request(alg, spki, signature, text)? {
             Ok(a) => a,
             Err(()) => return Some(false),
         };
@@ -59,14 +69,15 @@ impl HostCrypto {
             }
         }
     }
+
+    fn verified_in_vm(&self) {
+        self.counters.signature_wasm.bump();
+    }
 }
 
 impl Verifier for HostCrypto {
     fn verify(&self, parsed: &Parsed<'_>, key: &Key) -> bool {
-        if let Some(valid) = self.native(parsed, key) {
-            return valid;
-        }
-        self.counters.signature_wasm.bump();
-        jws::verify_with(parsed, key)
+        let native: Rc<dyn HostVerify> = self.native.clone();
+        jws::with_host(native, || jws::verify_with(parsed, key))
     }
 }

@@ -19,7 +19,7 @@ use super::lease;
 use super::remote::{self, Fetch, RemoteState};
 use super::state::Shared;
 use crate::config::{JwksSource, RemoteJwks};
-use crate::keys::{self, decode_shared, encode_shared, Loaded};
+use crate::token::keys::{self, decode_shared, encode_shared, Loaded};
 
 /// Loads provider `p`'s keys from `body` into this VM (and empties the token cache, since the
 /// keys changed). Logs each unusable key.

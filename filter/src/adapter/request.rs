@@ -20,9 +20,9 @@ use crate::config::{
     PROP_SERVICE, TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE,
 };
 use crate::decide::{self, Decision, Denial};
-use crate::keys::KeyStore;
 use crate::logline::{self, RequestFacts};
 use crate::reason::Reason;
+use crate::token::keys::KeyStore;
 use crate::verify::Verified;
 
 /// What the host should do with the request after a callback.

@@ -16,7 +16,7 @@ use super::replies::Replies;
 use super::waiters::Waiters;
 use crate::cache::TokenCache;
 use crate::config::Config;
-use crate::keys::KeyStore;
+use crate::token::keys::KeyStore;
 
 pub struct Shared {
     pub host: Rc<dyn Host>,

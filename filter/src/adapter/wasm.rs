@@ -20,6 +20,7 @@ use super::state::Shared;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
+    crate::token::jws::install_provider();
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(WasmRoot::default()) });
 }}
 
@@ -71,13 +72,23 @@ impl Host for WasmHost {
         hostcalls::get_log_level().map_or(Level::Info, level_of)
     }
 
+    /// Through the `log` crate and so the SDK's logger (the host's `proxy_log`). Callers check
+    /// the VM's level first (`Shared::log`), so a line the host would drop is never built;
+    /// release builds compile out `trace` and `debug` (`log`'s `release_max_level_info`).
     fn log(&self, level: Level, message: &str) {
-        let _ = hostcalls::log(log_level_of(level), message);
+        let level = match level {
+            Level::Trace => log::Level::Trace,
+            Level::Debug => log::Level::Debug,
+            Level::Info => log::Level::Info,
+            Level::Warn => log::Level::Warn,
+            Level::Error | Level::Critical => log::Level::Error,
+        };
+        log::log!(level, "{message}");
     }
 
     fn random_u64(&self) -> Option<u64> {
         let mut b = [0u8; 8];
-        getrandom::getrandom(&mut b).ok()?;
+        getrandom::fill(&mut b).ok()?;
         Some(u64::from_le_bytes(b))
     }
 
@@ -205,16 +216,21 @@ impl Context for WasmRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body: usize, _t: usize) {
         self.0.call_response(token, body);
     }
+}
 
-    fn on_done(&mut self) -> bool {
+/// The root context is dropped in `proxy_on_delete` when its VM stops: the last counts reach
+/// the host then. (Not in `proxy_on_done`: the host calls that once per request too, and the
+/// module does not export it.)
+impl Drop for WasmRoot {
+    fn drop(&mut self) {
         self.0.done();
-        true
     }
 }
 
 impl RootContext for WasmRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let host = WasmHost;
+        proxy_wasm::set_log_level(log_level_of(host.log_level()));
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(b)) => b,
             Ok(None) => {
@@ -261,7 +277,10 @@ impl RootContext for WasmRoot {
     }
 
     fn on_tick(&mut self) {
-        self.0.tick(WasmHost.log_level());
+        // The level can change at run time (Envoy's /logging admin endpoint).
+        let level = WasmHost.log_level();
+        proxy_wasm::set_log_level(log_level_of(level));
+        self.0.tick(level);
     }
 
     fn on_queue_ready(&mut self, queue_id: u32) {

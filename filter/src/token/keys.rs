@@ -4,7 +4,7 @@
 //! only reads it. A provider with `remote_jwks` and nothing loaded yet fails closed
 //! (`keys_unavailable`).
 
-use crate::jwk::{self, Key, ParsedSet};
+use crate::token::jwk::{Key, ParsedSet};
 
 /// One provider's fetched keys.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ pub fn parse_fetched(body: &[u8], max_bytes: usize) -> Result<ParsedSet, String>
         ));
     }
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
-    let set = jwk::parse_set(text)?;
+    let set = crate::token::set::parse_set(text)?;
     if set.keys.is_empty() {
         return Err(format!(
             "no usable key ({} skipped: {})",

@@ -1,21 +1,22 @@
 //! Signature verification by the host: Envoy's `verify_signature` foreign function (native
 //! BoringSSL) takes a small protobuf message; this module builds it and reads the answer, and
-//! converts JWS ECDSA signatures (`r || s`) to the ASN.1 DER form BoringSSL expects.
+//! converts JWS ECDSA signatures (`r || s`) to the ASN.1 DER form BoringSSL expects (with the
+//! RustCrypto encoder).
 //!
-//! Only RSA PKCS#1 v1.5 (RS256/384/512) and ECDSA (ES256/384) go to the host; PS*, EdDSA and
-//! HMAC always stay in the wasm VM. The adapter falls back to the pure-Rust path for good as
-//! soon as the host lacks the function; `tests/host_crypto.rs` holds both paths to the same
-//! decisions.
+//! Envoy's function calls `EVP_DigestVerifyInit` with the hash and the key and sets no padding,
+//! so it verifies RSA PKCS#1 v1.5 (RS256/384/512) and ECDSA on any curve BoringSSL knows
+//! (ES256/384/512), never RSA-PSS. PS*, EdDSA and HMAC always stay in the wasm VM. The adapter
+//! falls back to the VM for good as soon as the host lacks the function; `tests/host_crypto.rs`
+//! holds both paths to the same decisions.
 
-use crate::jwk::{Key, KeyMaterial};
-use crate::jws::{Alg, Parsed};
+use crate::token::alg::Alg;
 
 /// The hash name the host uses for `alg`, if the host can verify `alg`.
 pub fn host_hash(alg: Alg) -> Option<&'static str> {
     match alg {
         Alg::RS256 | Alg::ES256 => Some("sha256"),
         Alg::RS384 | Alg::ES384 => Some("sha384"),
-        Alg::RS512 => Some("sha512"),
+        Alg::RS512 | Alg::ES512 => Some("sha512"),
         _ => None,
     }
 }
@@ -80,71 +81,59 @@ pub fn decode_result(data: &[u8]) -> Option<bool> {
     Some(result)
 }
 
-/// One DER INTEGER from big-endian unsigned bytes (minimal, with a sign byte when needed).
-fn der_integer(out: &mut Vec<u8>, bytes: &[u8]) {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    let trimmed = bytes.get(start..).unwrap_or_default();
-    let pad = trimmed.first().is_none_or(|b| b & 0x80 != 0);
-    out.push(0x02);
-    out.push((trimmed.len() + usize::from(pad)) as u8);
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(trimmed);
-}
-
-/// A JWS ECDSA signature (`r || s`, each `n` bytes) as ASN.1 DER `SEQUENCE { r, s }`.
-/// `None` when the length is not `2 * n` for the curve of `alg`.
+/// A JWS ECDSA signature (`r || s`, each the curve's size) as ASN.1 DER `SEQUENCE { r, s }`,
+/// with the `der` crate's encoder (minimal integers, a sign byte where needed). `None` when the
+/// length is not twice the curve's size for `alg`. Out-of-range values are still encoded and
+/// left to the host to refuse, as any invalid signature.
 pub fn ecdsa_der(alg: Alg, raw: &[u8]) -> Option<Vec<u8>> {
+    use der::asn1::UintRef;
+    use der::{Encode as _, Header, Length, Tag};
     let n = match alg {
         Alg::ES256 => 32,
         Alg::ES384 => 48,
+        Alg::ES512 => 66,
         _ => return None,
     };
     if raw.len() != 2 * n {
         return None;
     }
     let (r, s) = raw.split_at(n);
-    let mut body = Vec::with_capacity(2 * n + 6);
-    der_integer(&mut body, r);
-    der_integer(&mut body, s);
-    let mut out = Vec::with_capacity(body.len() + 3);
-    out.push(0x30);
-    if body.len() >= 0x80 {
-        out.push(0x81);
-    }
-    out.push(body.len() as u8);
-    out.extend_from_slice(&body);
+    let r = UintRef::new(r).ok()?.to_der().ok()?;
+    let s = UintRef::new(s).ok()?.to_der().ok()?;
+    let len = Length::try_from(r.len() + s.len()).ok()?;
+    let mut out = Header::new(Tag::Sequence, len).to_der().ok()?;
+    out.extend_from_slice(&r);
+    out.extend_from_slice(&s);
     Some(out)
 }
 
-/// The foreign-function argument for verifying `parsed` with `key` on the host, or `None` when
-/// the host cannot do it (algorithm, key type) and the wasm path must. `Some(Err(()))`: the
-/// signature cannot be valid (wrong length) without asking anyone.
-pub fn request(parsed: &Parsed<'_>, key: &Key) -> Option<Result<Vec<u8>, ()>> {
-    let hash = host_hash(parsed.alg)?;
-    if key.spki_der.is_empty() || !key.fits(parsed.alg) {
+/// The foreign-function argument for verifying `signature` (JWS form) over `text` with the
+/// SubjectPublicKeyInfo `spki` on the host, or `None` when the host cannot do it (algorithm, no
+/// key) and the wasm path must. `Some(Err(()))`: the signature cannot be valid (an ECDSA
+/// signature of the wrong length) without asking anyone.
+pub fn request(
+    alg: Alg,
+    spki: &[u8],
+    signature: &[u8],
+    text: &[u8],
+) -> Option<Result<Vec<u8>, ()>> {
+    let hash = host_hash(alg)?;
+    if spki.is_empty() {
         return None;
     }
     let der_sig;
-    let sig: &[u8] = match &key.material {
-        KeyMaterial::P256(_) | KeyMaterial::P384(_) => {
-            match ecdsa_der(parsed.alg, &parsed.signature) {
-                Some(d) => {
-                    der_sig = d;
-                    &der_sig
-                }
-                None => return Some(Err(())),
+    let sig: &[u8] = if alg.is_rsa() {
+        signature
+    } else {
+        match ecdsa_der(alg, signature) {
+            Some(d) => {
+                der_sig = d;
+                &der_sig
             }
+            None => return Some(Err(())),
         }
-        _ => &parsed.signature,
     };
-    Some(Ok(encode_args(
-        hash,
-        &key.spki_der,
-        sig,
-        parsed.signing_input.as_bytes(),
-    )))
+    Some(Ok(encode_args(hash, spki, sig, text)))
 }
 
 #[cfg(test)]
@@ -187,17 +176,26 @@ mod tests {
         assert_eq!(&der[5..8], &[0x02, 33, 0x00]);
         assert_eq!(der.len(), 2 + 3 + 35);
         assert!(ecdsa_der(Alg::ES256, &[0u8; 63]).is_none());
+        assert_eq!(
+            ecdsa_der(Alg::ES256, &[0u8; 64]).unwrap(),
+            vec![0x30, 6, 0x02, 1, 0, 0x02, 1, 0],
+            "zero is still encoded; the host refuses it"
+        );
         let p384 = ecdsa_der(Alg::ES384, &[0xffu8; 96]).unwrap();
         assert_eq!(
             &p384[..3],
             &[0x30, 2 * 51, 0x02],
             "two 49-byte integers, short-form length"
         );
+        let p521 = ecdsa_der(Alg::ES512, &[0xffu8; 132]).unwrap();
+        assert_eq!(&p521[..4], &[0x30, 0x81, 2 * 69, 0x02], "long-form length");
+        assert!(ecdsa_der(Alg::ES512, &[1u8; 96]).is_none());
     }
 
     #[test]
     fn only_rs_and_es_algorithms_go_to_the_host() {
         assert_eq!(host_hash(Alg::RS384), Some("sha384"));
+        assert_eq!(host_hash(Alg::ES512), Some("sha512"));
         for a in [Alg::PS256, Alg::HS256, Alg::EdDSA] {
             assert_eq!(host_hash(a), None);
         }
