@@ -390,15 +390,7 @@ pub struct Config {
     pub rule_claims: Vec<String>,
 }
 
-/// A configuration error; the message starts with the field's path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::config_error::ConfigError;
 
 fn err<T>(field: impl std::fmt::Display, msg: impl std::fmt::Display) -> Result<T, ConfigError> {
     Err(ConfigError(format!("{field}: {msg}")))

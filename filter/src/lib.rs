@@ -29,6 +29,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod config_error;
 pub mod decide;
 pub mod discovery;
 pub mod logline;
