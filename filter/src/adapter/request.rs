@@ -54,20 +54,21 @@ pub struct Stream {
 pub fn on_request_headers(shared: &Shared, stream: &mut Stream) -> Outcome {
     let host = &*shared.host;
     let raw = host.request_headers();
-    let all = raw.pairs();
     // Anti-spoofing first: identity and tag headers are ours alone, in every spelling a backend
-    // may fold into them; credentials we read go no further than this filter.
-    let mut headers: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(all.len() + 2);
-    for (k, v) in all {
-        match shared.config.header_fate(k) {
-            HeaderFate::Keep => headers.push((k, v)),
-            HeaderFate::Strip => host.remove_request_header(k),
-            HeaderFate::Consume => {
-                host.remove_request_header(k);
-                headers.push((k, v));
-            }
+    // may fold into them; credentials we read go no further than this filter. (Filtered in
+    // place: one vector per request.)
+    let mut headers: Vec<(&str, Cow<'_, str>)> = raw.pairs();
+    headers.retain(|(k, _)| match shared.config.header_fate(k) {
+        HeaderFate::Keep => true,
+        HeaderFate::Strip => {
+            host.remove_request_header(k);
+            false
         }
-    }
+        HeaderFate::Consume => {
+            host.remove_request_header(k);
+            true
+        }
+    });
     let request_id;
     if decide::header(&headers, "x-request-id").is_none() {
         // Envoy's connection manager adds one unless `generate_request_id: false`.
