@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use istio_support::*;
 use serde_json::{json, Map, Value};
-use svcauth_filter::config::{
+use svcauth_filter::contract::names::{
     PROP_DECISION, PROP_PROVIDER, PROP_REASON, PROP_SERVICE, TAG_DECISION, TAG_PROVIDER,
     TAG_REASON, TAG_SERVICE,
 };

@@ -10,8 +10,8 @@ use lexopt::Arg::{Long, Short, Value as Pos};
 use serde_json::{json, Map, Value};
 use svcauth_filter::cache::TokenCache;
 use svcauth_filter::config::{Action, Config, TokenSource};
+use svcauth_filter::contract::reason::{self, Reason};
 use svcauth_filter::decide::{self, Decision, Denial};
-use svcauth_filter::reason::{self, Reason};
 use svcauth_filter::verify::{self as core_verify, Explain};
 
 use crate::args;

@@ -5,9 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
+use crate::contract::reason::Reason;
 use crate::fixtures::{self, claims, claims_with, Fixture, NOW};
 use crate::mint::sign;
-use crate::reason::Reason;
 use crate::token::alg::Alg;
 use crate::verify::verify;
 

@@ -11,23 +11,10 @@ use serde_json::Value;
 use crate::token::jwk::{Key, KeyMaterial};
 use crate::token::jws::{Alg, ALL_ALGS};
 
-/// Identity headers svcauth sets on allowed requests (and always strips from clients).
-pub const HEADER_SERVICE: &str = "x-service-name";
-pub const HEADER_SCOPES: &str = "x-service-scopes";
-/// Request headers the filter sets for Envoy's tracer `custom_tags` (also always stripped).
-pub const TAG_DECISION: &str = "x-svcauth-decision";
-pub const TAG_SERVICE: &str = "x-svcauth-service";
-pub const TAG_REASON: &str = "x-svcauth-reason";
-pub const TAG_PROVIDER: &str = "x-svcauth-provider";
-
-/// The decision, published once per request as stream properties: Envoy keeps each as filter
-/// state `wasm.<name>`, which tracing `custom_tags` and access logs read
-/// (`%FILTER_STATE(wasm.svcauth_decision:PLAIN)%`). Unlike request headers, they never reach
-/// the upstream and do not clear Envoy's route cache.
-pub const PROP_DECISION: &str = "svcauth_decision";
-pub const PROP_SERVICE: &str = "svcauth_service";
-pub const PROP_REASON: &str = "svcauth_reason";
-pub const PROP_PROVIDER: &str = "svcauth_provider";
+use crate::contract::names::{
+    folds_to, is_header_name, HEADER_SCOPES, HEADER_SERVICE, TAG_DECISION, TAG_PROVIDER,
+    TAG_REASON, TAG_SERVICE,
+};
 
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 const DEFAULT_CLOCK_SKEW: u64 = 60;
@@ -465,24 +452,6 @@ pub enum HeaderFate {
     Consume,
 }
 
-/// Whether header name `name`, as a client sent it, is `ours` in a spelling a backend may fold
-/// into the same name: ASCII case ignored, `_` read as `-` (CGI/WSGI-style servers and some
-/// proxies do both).
-pub fn folds_to(name: &str, ours: &str) -> bool {
-    let fold = |c: u8| {
-        if c == b'_' {
-            b'-'
-        } else {
-            c.to_ascii_lowercase()
-        }
-    };
-    name.len() == ours.len()
-        && name
-            .bytes()
-            .zip(ours.bytes())
-            .all(|(a, b)| fold(a) == fold(b))
-}
-
 fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     if raw.providers.is_empty() {
         return err("providers", "at least one provider is required");
@@ -625,7 +594,7 @@ fn compile_provider(
                 "a static_credentials provider takes no token settings (issuer, jwks, …)",
             );
         }
-        let statics = crate::statics::compile(name, st, env, is_header_name)?;
+        let statics = crate::statics::compile(name, st, env)?;
         return Ok(Provider {
             name: name.to_string(),
             issuer: String::new(),
@@ -841,9 +810,7 @@ fn compile_provider(
         typ,
         statics: None,
         signing: match rp.signed_requests {
-            Some(raw) => {
-                Some(crate::signing::compile(name, raw, env, is_header_name).map_err(ConfigError)?)
-            }
+            Some(raw) => Some(crate::signing::compile(name, raw, env).map_err(ConfigError)?),
             None => None,
         },
     })
@@ -1266,14 +1233,6 @@ fn compile_rule(i: usize, rr: RawRule, providers: &[Provider]) -> Result<Rule, C
         audit: rr.audit,
         signed,
     })
-}
-
-/// RFC 7230 token characters, lower-case only (Envoy lower-cases header names).
-fn is_header_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
 }
 
 /// RFC 6749 scope-token: %x21 / %x23-5B / %x5D-7E.

@@ -9,7 +9,7 @@ use sha2::Digest as _;
 
 use crate::cache::TokenCache;
 use crate::config::{Action, Config, PathMatch, Rule};
-use crate::reason::Reason;
+use crate::contract::reason::Reason;
 use crate::sources::extract;
 pub use crate::sources::{Edit, Strip};
 use crate::token::keys::KeyStore;

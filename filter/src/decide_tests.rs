@@ -4,10 +4,10 @@ use serde_json::json;
 
 use crate::cache::TokenCache;
 use crate::config::Config;
+use crate::contract::reason::Reason;
 use crate::decide::{covers, decide, Decision, Strip};
 use crate::fixtures::{self, claims, claims_with, hmac_token, token, token_alg, Fixture, NOW};
 use crate::mint::{sign_raw, SigningKey};
-use crate::reason::Reason;
 use crate::token::alg::Alg;
 
 fn config() -> Config {

@@ -6,10 +6,11 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use crate::cache::TokenCache;
-use crate::config::{folds_to, Config, HeaderFate};
+use crate::config::{Config, HeaderFate};
+use crate::contract::names::folds_to;
+use crate::contract::reason::Reason;
 use crate::decide::{decide, Decision, Denial};
 use crate::fixtures::{self, claims, claims_with, token, Fixture, NOW};
-use crate::reason::Reason;
 use crate::token::alg::Alg;
 
 fn config_with(changes: impl FnOnce(&mut serde_json::Value)) -> Config {

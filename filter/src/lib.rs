@@ -30,12 +30,12 @@
 pub mod cache;
 pub mod config;
 pub mod config_error;
+pub mod contract;
 pub mod decide;
 pub mod discovery;
 pub mod logline;
 pub mod path;
 pub mod ratelimit;
-pub mod reason;
 pub mod signing;
 pub mod sources;
 pub mod statics;

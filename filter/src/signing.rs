@@ -15,12 +15,13 @@
 //! string and its HMAC, the time window, and the content of one replay-cache slot (the adapter
 //! keeps the slots in proxy-wasm shared data, updated with compare-and-swap).
 
+use crate::contract::names::is_header_name;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
-use crate::reason::Reason;
+use crate::contract::reason::Reason;
 
 const DEFAULT_WINDOW_SECONDS: u64 = 300;
 const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
@@ -106,7 +107,6 @@ pub(crate) fn compile(
     name: &str,
     raw: RawSigning,
     env: &dyn Fn(&str) -> Option<String>,
-    is_header_name: fn(&str) -> bool,
 ) -> Result<Signing, String> {
     let at = |f: &str| format!("providers.{name}.signed_requests.{f}");
     let fail = |f: &str, m: String| Err(format!("{}: {m}", at(f)));

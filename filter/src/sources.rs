@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use crate::config::{Config, TokenSource};
-use crate::reason::Reason;
+use crate::contract::reason::Reason;
 
 /// Where a verified credential is removed from the request before it goes upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]

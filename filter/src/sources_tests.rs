@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 
 use crate::cache::TokenCache;
 use crate::config::{Config, TokenSource};
+use crate::contract::reason::Reason;
 use crate::decide::{decide, Decision};
 use crate::fixtures::{self, claims, claims_with, token, Fixture, NOW};
 use crate::logline::{self, RequestFacts};
-use crate::reason::Reason;
 use crate::sources::{path_without_param, percent_decode, Edit, Strip};
 
 fn compile(v: &Value) -> Result<Config, String> {

@@ -6,6 +6,7 @@
 //! spaces or newlines. A secret is checked with a constant-time compare; the secret header is
 //! never forwarded upstream and never logged. Only rules that name the provider accept them.
 
+use crate::contract::names::is_header_name;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -76,7 +77,6 @@ pub(crate) fn compile(
     name: &str,
     raw: RawStatic,
     env: &dyn Fn(&str) -> Option<String>,
-    is_header_name: fn(&str) -> bool,
 ) -> Result<StaticCreds, ConfigError> {
     let at = |f: &str| format!("providers.{name}.static_credentials.{f}");
     let id_header = raw
@@ -191,12 +191,7 @@ mod tests {
         }))
         .unwrap();
         let v = env_value.to_string();
-        compile(
-            "legacy",
-            raw,
-            &move |k| (k == "CREDS").then(|| v.clone()),
-            |h| !h.is_empty() && !h.contains(' '),
-        )
+        compile("legacy", raw, &move |k| (k == "CREDS").then(|| v.clone()))
     }
 
     #[test]

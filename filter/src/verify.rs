@@ -5,7 +5,7 @@ use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, Provider};
-use crate::reason::Reason;
+use crate::contract::reason::Reason;
 use crate::token::jwk::{self, Key};
 use crate::token::jws;
 use crate::token::keys::KeyStore;

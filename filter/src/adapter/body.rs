@@ -10,8 +10,8 @@ use super::host::Level;
 use super::request::{apply, Outcome, Stream};
 use super::signed;
 use super::state::Shared;
+use crate::contract::reason::Reason;
 use crate::decide::Decision;
-use crate::reason::Reason;
 
 /// A part of the request body arrived (`size`: the bytes buffered so far; `end`: the last).
 /// Nothing to do (no host call) unless the request waits for keys or for its body's check.

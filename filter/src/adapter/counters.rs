@@ -7,7 +7,7 @@
 use std::cell::Cell;
 
 use super::host::Host;
-use crate::reason::Reason;
+use crate::contract::reason::Reason;
 
 /// One counter: its host id (`None` where the host refused to define it) and what it has not
 /// been told yet.

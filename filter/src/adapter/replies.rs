@@ -5,7 +5,7 @@
 //! Uses: `reason` (the one place that maps a reason to status, challenge and body), `config`.
 
 use crate::config::{Action, Config};
-use crate::reason::{self, Reason};
+use crate::contract::reason::{self, Reason};
 
 #[derive(Debug, Default)]
 pub struct Replies {

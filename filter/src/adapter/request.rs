@@ -15,13 +15,14 @@ use super::signed::{self, AtHeaders};
 use super::state::Shared;
 use super::waiters::Waiter;
 use crate::cache::TokenCache;
-use crate::config::{
-    HeaderFate, TagsAs, HEADER_SCOPES, HEADER_SERVICE, PROP_DECISION, PROP_PROVIDER, PROP_REASON,
-    PROP_SERVICE, TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE,
+use crate::config::{HeaderFate, TagsAs};
+use crate::contract::names::{
+    HEADER_SCOPES, HEADER_SERVICE, PROP_DECISION, PROP_PROVIDER, PROP_REASON, PROP_SERVICE,
+    TAG_DECISION, TAG_PROVIDER, TAG_REASON, TAG_SERVICE,
 };
+use crate::contract::reason::Reason;
 use crate::decide::{self, Decision, Denial};
 use crate::logline::{self, RequestFacts};
-use crate::reason::Reason;
 use crate::token::keys::KeyStore;
 use crate::verify::Verified;
 

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use super::host::{Host, SharedError};
 use crate::config::Config;
+use crate::contract::reason::Reason;
 use crate::decide::{self, Allowed, Denial};
-use crate::reason::Reason;
 use crate::signing::{self, Refusal, Signing};
 
 /// How long a request held for its body waits for the body's first bytes (host seconds).

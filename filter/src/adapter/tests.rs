@@ -15,9 +15,9 @@ use super::lease;
 use super::request::{self, Outcome, Stream};
 use super::root::Root;
 use super::waiters::{Waiter, Waiters};
+use crate::contract::reason::Reason;
 use crate::fixtures::{self, claims, claims_with, token, Fixture, NOW};
 use crate::ratelimit::Limit;
-use crate::reason::Reason;
 
 /// A root configured with `config` on `host`; the counter ids by name.
 fn configured(host: &Rc<FakeHost>, config: &serde_json::Value) -> (Root, BTreeMap<String, u32>) {
@@ -212,16 +212,16 @@ fn replies_built_once_are_the_contract_replies() {
     for reason in Reason::ALL {
         assert_eq!(
             r.body(reason, "rid\"1"),
-            crate::reason::body(reason, "rid\"1")
+            crate::contract::reason::body(reason, "rid\"1")
         );
         assert_eq!(
             r.challenge(reason, None),
-            crate::reason::www_authenticate(reason, "")
+            crate::contract::reason::www_authenticate(reason, "")
         );
     }
     assert_eq!(
         r.challenge(Reason::InsufficientScope, Some(1)),
-        crate::reason::www_authenticate(Reason::InsufficientScope, "internal:admin")
+        crate::contract::reason::www_authenticate(Reason::InsufficientScope, "internal:admin")
     );
     assert_eq!(r.grpc_body(Reason::TokenMissing), "token_missing: no token");
 }
@@ -301,7 +301,10 @@ fn a_request_without_a_token_reads_no_clock_and_its_line_is_built_only_if_kept()
     let (_, status, headers, body) = replies.last().unwrap();
     assert_eq!(*status, 401);
     assert!(headers.contains(&("www-authenticate".into(), "Bearer realm=\"svcauth\"".into())));
-    assert_eq!(body, &crate::reason::body(Reason::TokenMissing, "r"));
+    assert_eq!(
+        body,
+        &crate::contract::reason::body(Reason::TokenMissing, "r")
+    );
     // At warn, the denial line is never built or written.
     shared.log_level.set(Level::Warn);
     host.request(2, &req);

@@ -22,7 +22,7 @@ use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Deserializer};
 
-use crate::reason::Reason;
+use crate::contract::reason::Reason;
 use crate::token::jwk::{Key, KeyMaterial};
 
 pub use super::alg::{Alg, ALL_ALGS};
