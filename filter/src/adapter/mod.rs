@@ -31,6 +31,8 @@ pub mod waiters;
 mod wasm;
 
 #[cfg(test)]
+mod cost_tests;
+#[cfg(test)]
 mod fake;
 #[cfg(test)]
 mod tests;
