@@ -29,7 +29,6 @@
 
 pub mod cache;
 pub mod config;
-pub mod config_error;
 pub mod contract;
 pub mod decide;
 pub mod discovery;
