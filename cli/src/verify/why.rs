@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;
-use svcauth_filter::config::{Config, TokenSource};
+use svcauth_filter::config::Config;
 use svcauth_filter::contract::reason::Reason;
 use svcauth_filter::decide::{Check, Denial};
 
@@ -66,14 +66,9 @@ pub fn why(
             .and_then(|c| c.strip_prefix(": "))
             .unwrap_or(c)
     });
-    let provider = d
-        .provider
-        .and_then(|i| config.providers.get(i))
-        .or_else(|| {
-            let iss = u?.claims.as_ref()?.get("iss")?.as_str()?;
-            config.providers.iter().find(|p| p.issuer == iss)
-        });
-    let skew = provider.map_or(60, |p| p.clock_skew);
+    // The filter names the provider from the issuer check on; before it there is none.
+    let provider = d.provider.and_then(|i| config.providers.get(i));
+    let skew = provider.map_or(0, |p| p.clock_skew);
     let claim = |n: &str| u.and_then(|u| u.claims.as_ref()).and_then(|c| c.get(n));
     let hdr = |n: &str| u.and_then(|u| u.header.as_ref()).and_then(|h| h.get(n));
     match d.reason {
@@ -82,17 +77,15 @@ pub fn why(
              backslashes match no rule on purpose)",
             req.0, req.1
         ),
-        Reason::TokenMissing => {
-            let all: Vec<String> = config.sources.iter().map(TokenSource::describe).collect();
-            format!("no token in any configured place: {}", all.join(", "))
-        }
-        Reason::MultipleTokens => {
-            "more than one configured place (header, cookie, query parameter) holds a token".into()
-        }
-        Reason::TokenTooLarge => format!(
-            "the token is longer than max_token_bytes ({})",
-            config.max_token_bytes
-        ),
+        // The filter's own words: where it looked, what it counted.
+        Reason::AmbiguousPath
+        | Reason::TokenMissing
+        | Reason::MultipleTokens
+        | Reason::TokenTooLarge
+        | Reason::InvalidCredentials => match core {
+            Some(c) => c.to_string(),
+            None => d.reason.description().into(),
+        },
         Reason::TokenMalformed => match (d.check, u, provider) {
             (Check::Format, Some(u), _) if u.parts != 3 => format!(
                 "{} dot-separated part(s): a compact JWS has exactly 3",
