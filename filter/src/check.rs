@@ -16,8 +16,6 @@ pub enum Check {
     /// The request holds one token, not too large (`token_missing`, `multiple_tokens`,
     /// `token_too_large`).
     Token,
-    /// Static credentials: the id and secret match (`invalid_credentials`).
-    Credentials,
     /// The host clock could be read (`clock_unavailable`).
     Clock,
     /// A compact JWS with a header svcauth understands (`token_malformed`, `crit_unsupported`).
@@ -52,6 +50,9 @@ pub enum Check {
     TokenLocation,
     /// The rule accepts the token's provider (`provider_not_allowed`).
     RuleProvider,
+    /// Static credentials, checked once the rule named their provider: the id and secret
+    /// match (`invalid_credentials`).
+    Credentials,
     /// The token carries the rule's `requires.claims` (`claim_not_allowed`).
     RuleClaims,
     /// The granted scopes cover the rule's (`insufficient_scope`).
@@ -62,12 +63,12 @@ pub enum Check {
 }
 
 impl Check {
-    /// Every check, in the order a request meets them.
+    /// Every check, in the order a request meets them (a token's walk skips `Credentials`; a
+    /// static credential's goes `Token`, `RuleProvider`, `Credentials`, `RuleClaims`, ...).
     pub const ALL: [Check; 23] = [
         Check::Path,
         Check::Rule,
         Check::Token,
-        Check::Credentials,
         Check::Clock,
         Check::Format,
         Check::Claims,
@@ -84,6 +85,7 @@ impl Check {
         Check::ClaimHeaders,
         Check::TokenLocation,
         Check::RuleProvider,
+        Check::Credentials,
         Check::RuleClaims,
         Check::RuleScopes,
         Check::AfterDecision,

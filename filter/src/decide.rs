@@ -288,6 +288,7 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
                 let d = Denial::bare(Reason::ClockUnavailable, Check::Clock, Some(ri));
                 return refuse(ex, d, || "clock_unavailable: the host clock failed".into());
             };
+            ex.pass(Check::Clock.name(), || format!("now {now}"));
             let (verified, hit) = match cache.get(t, now) {
                 Some(v) => {
                     ex.pass(Check::Signature.name(), || {

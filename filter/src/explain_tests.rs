@@ -497,10 +497,8 @@ fn the_observer_sees_each_passed_check_in_order_before_the_failed_one() {
             at = Some(p);
         }
         let failed = position(c.check.name());
-        // Static credentials check the rule's provider before the secret.
-        let statics = c.check == Check::Credentials;
         assert!(
-            statics || at < Some(failed),
+            at < Some(failed),
             "{}: a check after the failed one passed",
             c.name
         );
@@ -548,6 +546,7 @@ fn an_allowed_request_passes_every_check_it_met_and_fails_none() {
             "path",
             "rule",
             "token",
+            "clock",
             "format",
             "claims",
             "issuer",
@@ -605,6 +604,28 @@ fn an_allowed_request_passes_every_check_it_met_and_fails_none() {
     );
 
     let mut seen = Seen::default();
+    let statics = request(
+        "/auth/check",
+        &[
+            ("x-service-id", "billing".to_string()),
+            ("x-service-secret", LEGACY_SECRET.to_string()),
+        ],
+    );
+    let allowed = decide_explained(&cfg, &statics, NOW, &mut seen);
+    assert!(matches!(allowed, Decision::Allow(_)), "{allowed:?}");
+    let names: Vec<&str> = seen.passed.iter().map(|(n, _)| *n).collect();
+    let walk = [
+        "path",
+        "rule",
+        "token",
+        "rule provider",
+        "credentials",
+        "rule claims",
+        "rule scopes",
+    ];
+    assert_eq!(names, walk);
+
+    let mut seen = Seen::default();
     let open = decide_explained(&cfg, &request("/health", &[]), NOW, &mut seen);
     assert!(matches!(open, Decision::Allow(_)));
     let names: Vec<&str> = seen.passed.iter().map(|(n, _)| *n).collect();
@@ -653,4 +674,30 @@ fn check_names_are_unique_and_in_the_request_order() {
         }
         assert_eq!(position(a.name()), i);
     }
+}
+
+#[test]
+fn a_clock_that_fails_and_a_denial_after_the_decision_are_named_too() {
+    let cfg = config();
+    let h = request("/orders", &bearer(&ec(claims_with(NOW, json!({})))));
+    let mut seen = Seen::default();
+    let d = crate::decide::decide_observed(
+        &cfg,
+        &crate::token::keys::KeyStore::default(),
+        &crate::token::jws::RustCrypto,
+        &mut TokenCache::new(0),
+        &h,
+        &mut || None,
+        &mut seen,
+    );
+    let Decision::Deny(d) = d else {
+        panic!("allowed without a clock")
+    };
+    assert_eq!(
+        (d.reason, d.check),
+        (Reason::ClockUnavailable, Check::Clock)
+    );
+    assert_eq!(seen.failed.map(|(c, _)| c), Some(Check::Clock));
+    let later = crate::decide::Denial::of(Reason::RateLimited);
+    assert_eq!(later.check, Check::AfterDecision);
 }
