@@ -160,284 +160,69 @@ fn case(
     }
 }
 
+#[rustfmt::skip]
 fn cases() -> Vec<Case> {
     let kid = Fixture::Ec256.kid();
     let good = ec(claims_with(NOW, json!({})));
     let other = ec(claims_with(NOW, json!({"sub": "other"})));
-    let forged = format!(
-        "{}.{}",
-        good.rsplit_once('.').unwrap().0,
-        other.rsplit_once('.').unwrap().1
-    );
-    let mut unknown_kid = Map::new();
-    unknown_kid.insert("kid".into(), "no-such-kid".into());
-    let unknown_kid = sign(
-        &signing_key(Fixture::Ec256),
-        Alg::ES256,
-        &unknown_kid,
-        &claims_with(NOW, json!({})),
-    )
-    .unwrap();
-    let legacy = |secret: &str| {
-        vec![
-            ("x-service-id", "billing".to_string()),
-            ("x-service-secret", secret.to_string()),
-        ]
+    let forged = format!("{}.{}", good.rsplit_once('.').unwrap().0, other.rsplit_once('.').unwrap().1);
+    let mut kid_header = Map::new();
+    kid_header.insert("kid".into(), "no-such-kid".into());
+    let unknown_kid = sign(&signing_key(Fixture::Ec256), Alg::ES256, &kid_header, &claims_with(NOW, json!({}))).unwrap();
+    let legacy = |secret: &str| vec![("x-service-id", "billing".to_string()), ("x-service-secret", secret.to_string())];
+    let ec_with = |changes: Value| bearer(&ec(claims_with(NOW, changes)));
+    let crit = raw(&format!(r#"{{"alg":"ES256","kid":"{kid}","crit":["x"],"x":1}}"#), "{}");
+    let duplicate = raw(&format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#), r#"{"iss":"a","iss":"b"}"#);
+    let es384 = {
+        let mut h = Map::new();
+        h.insert("kid".into(), Fixture::Ec384.kid().into());
+        h.insert("typ".into(), "at+jwt".into());
+        let c = claims_with(NOW, json!({"iss": TYPED_ISS, "tier": "gold"}));
+        sign(&signing_key(Fixture::Ec384), Alg::ES384, &h, &c).unwrap()
     };
+    let typ_jwt = token(Fixture::Ec256, &claims_with(NOW, json!({"iss": TYPED_ISS, "tier": "gold"})));
+    let two = vec![("authorization", format!("Bearer {good}")), ("x-service-token", good.clone())];
+    let x_typed = |t: String| vec![("x-typed-token", t)];
+    let expired = json!({"iat": NOW - 7200, "exp": NOW - 3600});
     use Check as C;
     use Reason as R;
+    // One row a line: the table reads as a table.
     vec![
-        case(
-            "dot segment",
-            "/orders/../admin",
-            vec![],
-            R::AmbiguousPath,
-            C::Path,
-        ),
+        case("dot segment", "/orders/../admin", vec![], R::AmbiguousPath, C::Path),
         case("no rule", "/elsewhere", vec![], R::NoMatchingRule, C::Rule),
         case("no token", "/orders", vec![], R::TokenMissing, C::Token),
-        case(
-            "two tokens",
-            "/orders",
-            vec![
-                ("authorization", format!("Bearer {good}")),
-                ("x-service-token", good.clone()),
-            ],
-            R::MultipleTokens,
-            C::Token,
-        ),
-        case(
-            "too large",
-            "/orders",
-            bearer(&"a".repeat(5000)),
-            R::TokenTooLarge,
-            C::Token,
-        ),
-        case(
-            "bad secret",
-            "/auth/check",
-            legacy("guess"),
-            R::InvalidCredentials,
-            C::Credentials,
-        ),
-        case(
-            "static on a jwt rule",
-            "/orders",
-            legacy(LEGACY_SECRET),
-            R::ProviderNotAllowed,
-            C::RuleProvider,
-        ),
-        case(
-            "not a jws",
-            "/orders",
-            bearer("not-a-jwt"),
-            R::TokenMalformed,
-            C::Format,
-        ),
-        case(
-            "crit",
-            "/orders",
-            bearer(&raw(
-                &format!(r#"{{"alg":"ES256","kid":"{kid}","crit":["x"],"x":1}}"#),
-                "{}",
-            )),
-            R::CritUnsupported,
-            C::Format,
-        ),
-        case(
-            "duplicate claims",
-            "/orders",
-            bearer(&raw(
-                &format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#),
-                r#"{"iss":"a","iss":"b"}"#,
-            )),
-            R::TokenMalformed,
-            C::Claims,
-        ),
-        case(
-            "unknown issuer",
-            "/orders",
-            bearer(&ec(claims_with(NOW, json!({"iss": "https://x"})))),
-            R::IssuerMismatch,
-            C::Issuer,
-        ),
-        case(
-            "issuer not a string",
-            "/orders",
-            bearer(&ec(claims_with(NOW, json!({"iss": 5})))),
-            R::TokenMalformed,
-            C::Issuer,
-        ),
-        case(
-            "subject not a string",
-            "/orders",
-            bearer(&ec(claims_with(NOW, json!({"sub": 5})))),
-            R::TokenMalformed,
-            C::Subject,
-        ),
-        case(
-            "alg the provider refuses",
-            "/typed-only",
-            vec![("x-typed-token", {
-                let mut h = Map::new();
-                h.insert("kid".into(), Fixture::Ec384.kid().into());
-                h.insert("typ".into(), "at+jwt".into());
-                let c = claims_with(NOW, json!({"iss": TYPED_ISS, "tier": "gold"}));
-                sign(&signing_key(Fixture::Ec384), Alg::ES384, &h, &c).unwrap()
-            })],
-            R::AlgNotAllowed,
-            C::Algorithm,
-        ),
-        case(
-            "typ JWT where at+jwt is required",
-            "/typed-only",
-            vec![(
-                "x-typed-token",
-                token(
-                    Fixture::Ec256,
-                    &claims_with(NOW, json!({"iss": TYPED_ISS, "tier": "gold"})),
-                ),
-            )],
-            R::WrongTokenType,
-            C::Type,
-        ),
-        case(
-            "expired",
-            "/orders",
-            bearer(&ec(claims_with(
-                NOW,
-                json!({"iat": NOW - 7200, "exp": NOW - 3600}),
-            ))),
-            R::TokenExpired,
-            C::Lifetime,
-        ),
-        case(
-            "exp a string",
-            "/orders",
-            bearer(&ec(claims_with(NOW, json!({"exp": "soon"})))),
-            R::TokenMalformed,
-            C::Lifetime,
-        ),
-        case(
-            "audience",
-            "/orders",
-            bearer(&ec(claims_with(NOW, json!({"aud": "billing"})))),
-            R::AudienceMismatch,
-            C::Audience,
-        ),
-        case(
-            "provider's required claim",
-            "/typed-only",
-            vec![("x-typed-token", typed(json!({"tier": "silver"})))],
-            R::ClaimMismatch,
-            C::RequiredClaims,
-        ),
-        case(
-            "no subject",
-            "/orders",
-            bearer(&ec(claims_with(NOW, json!({"sub": null})))),
-            R::ClaimMismatch,
-            C::Subject,
-        ),
-        case(
-            "remote keys not fetched",
-            "/orders",
-            bearer(&ec(claims_with(
-                NOW,
-                json!({"iss": REMOTE_ISS, "aud": null}),
-            ))),
-            R::KeysUnavailable,
-            C::Key,
-        ),
-        case(
-            "unknown kid",
-            "/orders",
-            bearer(&unknown_kid),
-            R::UnknownKid,
-            C::Key,
-        ),
-        case(
-            "forged",
-            "/orders",
-            bearer(&forged),
-            R::BadSignature,
-            C::Signature,
-        ),
-        case(
-            "scope a number",
-            "/orders",
-            bearer(&ec(claims_with(NOW, json!({"scope": 5})))),
-            R::TokenMalformed,
-            C::Scopes,
-        ),
-        // `typed` reads its scopes from `roles` only: a bad `scope` is not its concern…
-        case(
-            "typed: roles a number",
-            "/typed-only",
-            vec![("x-typed-token", typed(json!({"roles": 5, "scope": 5})))],
-            R::TokenMalformed,
-            C::Scopes,
-        ),
-        case(
-            "claim header with a line break",
-            "/orders",
-            bearer(&ec(claims_with(NOW, json!({"tenant_id": "a\nb"})))),
-            R::TokenMalformed,
-            C::ClaimHeaders,
-        ),
-        case(
-            "typed token in authorization",
-            "/typed-only",
-            bearer(&typed(json!({}))),
-            R::WrongTokenLocation,
-            C::TokenLocation,
-        ),
-        case(
-            "internal token, typed rule",
-            "/typed-only",
-            bearer(&good),
-            R::ProviderNotAllowed,
-            C::RuleProvider,
-        ),
-        case(
-            "typed token, internal rule",
-            "/internal-only",
-            vec![("x-typed-token", typed(json!({})))],
-            R::ProviderNotAllowed,
-            C::RuleProvider,
-        ),
-        case(
-            "rule claim absent",
-            "/team",
-            bearer(&good),
-            R::ClaimNotAllowed,
-            C::RuleClaims,
-        ),
-        case(
-            "rule claim differs",
-            "/team",
-            bearer(&ec(claims_with(NOW, json!({"team": "ops"})))),
-            R::ClaimNotAllowed,
-            C::RuleClaims,
-        ),
-        case(
-            "scope not granted",
-            "/orders",
-            bearer(&ec(claims_with(NOW, json!({"scope": "orders:write"})))),
-            R::InsufficientScope,
-            C::RuleScopes,
-        ),
-        // …and a `scope` claim grants it nothing.
-        case(
-            "typed: scope instead of roles",
-            "/typed-only",
-            vec![(
-                "x-typed-token",
-                typed(json!({"roles": null, "scope": "orders:read"})),
-            )],
-            R::InsufficientScope,
-            C::RuleScopes,
-        ),
+        case("two tokens", "/orders", two, R::MultipleTokens, C::Token),
+        case("too large", "/orders", bearer(&"a".repeat(5000)), R::TokenTooLarge, C::Token),
+        case("bad secret", "/auth/check", legacy("guess"), R::InvalidCredentials, C::Credentials),
+        case("static on a jwt rule", "/orders", legacy(LEGACY_SECRET), R::ProviderNotAllowed, C::RuleProvider),
+        case("not a jws", "/orders", bearer("not-a-jwt"), R::TokenMalformed, C::Format),
+        case("crit", "/orders", bearer(&crit), R::CritUnsupported, C::Format),
+        case("duplicate claims", "/orders", bearer(&duplicate), R::TokenMalformed, C::Claims),
+        case("unknown issuer", "/orders", ec_with(json!({"iss": "https://x"})), R::IssuerMismatch, C::Issuer),
+        case("issuer not a string", "/orders", ec_with(json!({"iss": 5})), R::TokenMalformed, C::Issuer),
+        case("subject not a string", "/orders", ec_with(json!({"sub": 5})), R::TokenMalformed, C::Subject),
+        case("alg the provider refuses", "/typed-only", x_typed(es384), R::AlgNotAllowed, C::Algorithm),
+        case("typ JWT where at+jwt is required", "/typed-only", x_typed(typ_jwt), R::WrongTokenType, C::Type),
+        case("expired", "/orders", ec_with(expired), R::TokenExpired, C::Lifetime),
+        case("exp a string", "/orders", ec_with(json!({"exp": "soon"})), R::TokenMalformed, C::Lifetime),
+        case("audience", "/orders", ec_with(json!({"aud": "billing"})), R::AudienceMismatch, C::Audience),
+        case("provider's required claim", "/typed-only", x_typed(typed(json!({"tier": "silver"}))), R::ClaimMismatch, C::RequiredClaims),
+        case("no subject", "/orders", ec_with(json!({"sub": null})), R::ClaimMismatch, C::Subject),
+        case("remote keys not fetched", "/orders", ec_with(json!({"iss": REMOTE_ISS, "aud": null})), R::KeysUnavailable, C::Key),
+        case("unknown kid", "/orders", bearer(&unknown_kid), R::UnknownKid, C::Key),
+        case("forged", "/orders", bearer(&forged), R::BadSignature, C::Signature),
+        case("scope a number", "/orders", ec_with(json!({"scope": 5})), R::TokenMalformed, C::Scopes),
+        // `typed` reads its scopes from `roles` only: a bad `scope` is not its concern...
+        case("typed: roles a number", "/typed-only", x_typed(typed(json!({"roles": 5, "scope": 5}))), R::TokenMalformed, C::Scopes),
+        case("claim header with a line break", "/orders", ec_with(json!({"tenant_id": "a\nb"})), R::TokenMalformed, C::ClaimHeaders),
+        case("typed token in authorization", "/typed-only", bearer(&typed(json!({}))), R::WrongTokenLocation, C::TokenLocation),
+        case("internal token, typed rule", "/typed-only", bearer(&good), R::ProviderNotAllowed, C::RuleProvider),
+        case("typed token, internal rule", "/internal-only", x_typed(typed(json!({}))), R::ProviderNotAllowed, C::RuleProvider),
+        case("rule claim absent", "/team", bearer(&good), R::ClaimNotAllowed, C::RuleClaims),
+        case("rule claim differs", "/team", ec_with(json!({"team": "ops"})), R::ClaimNotAllowed, C::RuleClaims),
+        case("scope not granted", "/orders", ec_with(json!({"scope": "orders:write"})), R::InsufficientScope, C::RuleScopes),
+        // ...and a `scope` claim grants it nothing.
+        case("typed: scope instead of roles", "/typed-only", x_typed(typed(json!({"roles": null, "scope": "orders:read"}))), R::InsufficientScope, C::RuleScopes),
     ]
 }
 
