@@ -1,8 +1,9 @@
 //! `svcauth`: mint, verify and explain service tokens with the filter's own code.
 //!
 //! Every decision this command prints comes from `svcauth_filter` itself (the crate Envoy runs
-//! as wasm): `Config::from_json` for configs, `decide::decide` for requests, `verify_explained`
-//! for `--explain`. Exit status: 0 success (verify: allowed), 1 verify: denied, 2 any error.
+//! as wasm): `Config::from_json` for configs, `decide::decide_explained` for requests and
+//! `--explain` (one call: the decision and the checks it ran). Exit status: 0 success (verify:
+//! allowed), 1 verify: denied, 2 any error.
 
 mod args;
 mod config_cmd;

@@ -937,3 +937,157 @@ fn every_command_has_help() {
     }
     assert!(ok(&["help", "verify"], &[]).contains("--explain"));
 }
+
+/// `--explain` prints the check the filter names as failed, reads scopes from the provider's
+/// `scope_claims` (not a fixed `scope`/`scp`/`scopes`), and explains the provider's
+/// `required_claims`, the rule's `requires.claims` and a provider's `typ`.
+#[test]
+fn verify_explain_names_the_failing_check_and_honours_scope_claims_and_required_claims() {
+    let dir = Dir::new();
+    let keys = dir.path("keys");
+    let set = dir.path("jwks.json");
+    ok(
+        &["keygen", "--alg", "ES256", "--kid", "k", "--out", &keys],
+        &[],
+    );
+    ok(&["jwks", "add", &set, &format!("{keys}/k.json")], &[]);
+    let jwks: Value = serde_json::from_str(&std::fs::read_to_string(&set).unwrap()).unwrap();
+    let config = json!({
+        "providers": {
+            "internal": {
+                "issuer": ISS, "audiences": ["orders"], "jwks": jwks,
+                "scope_claims": ["roles"], "required_claims": {"tier": "gold"}
+            },
+            "typed": {
+                "issuer": "https://typed.internal", "jwks": jwks, "typ": "at+jwt",
+                "from_headers": [{"name": "x-typed-token"}]
+            }
+        },
+        "rules": [
+            {"match": {"prefix": "/team"}, "requires": {"claims": {"team": "payments"}}},
+            {"match": {"prefix": "/"}, "requires": {"scopes_any": ["orders:read"]}}
+        ]
+    });
+    let config_path = dir.path("plugin.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let key = format!("{keys}/k.pem");
+    let mint = |extra: &[&str]| {
+        let mut a = vec!["mint", "--key", &key, "--sub", "billing", "--aud", "orders"];
+        a.extend_from_slice(extra);
+        ok(&a, &[]).trim().to_string()
+    };
+    let verify = |path: &str, token: &str, extra: &[&str]| {
+        let mut a = vec![
+            "verify",
+            "--config",
+            &config_path,
+            "--path",
+            path,
+            "--explain",
+        ];
+        a.extend_from_slice(extra);
+        a.push(token);
+        let text = run(&a);
+        a.insert(1, "--json");
+        (text, run(&a).json())
+    };
+    let gold = ["--iss", ISS, "--claim", "tier=gold"];
+    let roles = ["--claim", "roles=[\"orders:read\"]"];
+
+    // Scopes come from `roles`: a `scope` claim grants nothing here.
+    let t = mint(&[&gold[..], &["--scope", "orders:read"]].concat());
+    let (o, j) = verify("/orders", &t, &[]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(j["reason"], "insufficient_scope", "{j}");
+    assert_eq!(j["check"], "rule scopes", "{j}");
+    assert!(o.stdout.contains("FAIL  rule scopes"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("check             rule scopes"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        j["why"].as_str().unwrap().starts_with("granted \"\""),
+        "{j}"
+    );
+    assert!(
+        o.stdout.contains("no claim of scope_claims [\"roles\"]"),
+        "{}",
+        o.stdout
+    );
+
+    let t = mint(&[&gold[..], &roles[..]].concat());
+    let (o, j) = verify("/orders", &t, &[]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(j["scopes"], json!(["orders:read"]), "{j}");
+    assert!(
+        o.stdout.contains("granted \"orders:read\" (claim roles)"),
+        "{}",
+        o.stdout
+    );
+    let last = j["checks"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["check"], "rule scopes", "{j}");
+    assert_eq!(last["ok"], true, "{j}");
+
+    // The provider's required claim, with the token's value.
+    let t = mint(&["--iss", ISS, "--claim", "tier=silver", roles[0], roles[1]]);
+    let (o, j) = verify("/orders", &t, &[]);
+    assert_eq!(
+        (j["reason"].as_str(), j["check"].as_str()),
+        (Some("claim_mismatch"), Some("required claims")),
+        "{j}"
+    );
+    assert!(o.stdout.contains("FAIL  required claims"), "{}", o.stdout);
+    let why = j["why"].as_str().unwrap();
+    assert!(
+        why.contains("tier=\"gold\"") && why.contains("\"silver\""),
+        "{why}"
+    );
+
+    // The rule's required claim.
+    let t = mint(&[&gold[..], &roles[..], &["--claim", "team=ops"]].concat());
+    let (o, j) = verify("/team/x", &t, &[]);
+    assert_eq!(
+        (j["reason"].as_str(), j["check"].as_str()),
+        (Some("claim_not_allowed"), Some("rule claims")),
+        "{j}"
+    );
+    assert!(o.stdout.contains("FAIL  rule claims"), "{}", o.stdout);
+    let why = j["why"].as_str().unwrap();
+    assert!(
+        why.contains("team=\"payments\"") && why.contains("\"ops\""),
+        "{why}"
+    );
+    let t = mint(&[&gold[..], &roles[..], &["--claim", "team=payments"]].concat());
+    let (o, _) = verify("/team/x", &t, &[]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout
+            .contains("ok    rule claims      team=\"payments\" match"),
+        "{}",
+        o.stdout
+    );
+
+    // A provider with `typ`: the type check runs after the algorithm and fails by name.
+    let t = mint(&["--iss", "https://typed.internal"]);
+    let (o, j) = verify("/orders", &t, &["--header", "x-typed-token"]);
+    assert_eq!(
+        (j["reason"].as_str(), j["check"].as_str()),
+        (Some("wrong_token_type"), Some("type")),
+        "{j}"
+    );
+    assert!(o.stdout.contains("ok    algorithm"), "{}", o.stdout);
+    assert!(o.stdout.contains("FAIL  type"), "{}", o.stdout);
+    let t = mint(&["--iss", "https://typed.internal", "--typ", "at+jwt"]);
+    let (o, j) = verify("/orders", &t, &["--header", "x-typed-token"]);
+    assert_eq!(j["check"], "rule scopes", "{j}");
+    assert!(o.stdout.contains("ok    type "), "{}", o.stdout);
+    // The token in a place its provider does not read.
+    let (o, j) = verify("/orders", &t, &[]);
+    assert_eq!(
+        (j["reason"].as_str(), j["check"].as_str()),
+        (Some("wrong_token_location"), Some("token location")),
+        "{j}"
+    );
+    assert!(o.stdout.contains("FAIL  token location"), "{}", o.stdout);
+}

@@ -1,137 +1,24 @@
 //! The decision for one request: `decide(config, cache, headers, now) -> Decision`.
 //!
 //! Host-free: the adapter hands in the request headers (with `:method` and `:path`) and the
-//! host clock, and applies the result.
+//! host clock, and applies the result. Every check it runs (and those `verify` runs) is
+//! reported to an [`Explain`] observer, the failed one named on the [`Denial`]. Uses cache,
+//! check, config, contract, decision, rules, sources, token and verify.
 
 use std::rc::Rc;
 
 use sha2::Digest as _;
 
 use crate::cache::TokenCache;
-use crate::config::{Action, Config, PathMatch, Rule};
+pub use crate::check::{Check, Explain};
+use crate::config::{Action, Config};
 use crate::contract::reason::Reason;
+pub use crate::decision::{header, Allowed, Decision, Denial};
+pub use crate::rules::{challenge, covers, match_rule};
 use crate::sources::extract;
 pub use crate::sources::{Edit, Strip};
 use crate::token::keys::KeyStore;
 use crate::verify::{self, Verified};
-
-/// The outcome for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Allow(Allowed),
-    Deny(Denial),
-}
-
-/// An allowed request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allowed {
-    /// The matched rule; `None` for a bypassed CORS preflight.
-    pub rule: Option<usize>,
-    /// The caller, when the rule required a token.
-    pub identity: Option<Rc<Verified>>,
-    /// Where the credential was, to remove before forwarding (a provider's
-    /// `forward_token: false`, a static secret header).
-    pub strip: Option<Strip>,
-    /// `Some(true)` cache hit, `Some(false)` miss, `None` no token checked.
-    pub cache_hit: Option<bool>,
-}
-
-/// A denied request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
-    pub reason: Reason,
-    pub rule: Option<usize>,
-    pub provider: Option<usize>,
-    /// The caller, only once its token's signature (or its static secret) verified.
-    pub subject: Option<String>,
-    /// The subject a token claims whose signature was not (yet) verified: for the log line
-    /// only, never as the caller.
-    pub unverified_subject: Option<String>,
-    /// First 12 hex digits of the token's SHA-256: enough to correlate, useless to replay.
-    pub token_hash: Option<String>,
-    /// `Some(true)` cache hit, `Some(false)` miss, `None` no token checked.
-    pub cache_hit: Option<bool>,
-}
-
-impl Denial {
-    fn bare(reason: Reason, rule: Option<usize>) -> Denial {
-        Denial {
-            reason,
-            rule,
-            provider: None,
-            subject: None,
-            unverified_subject: None,
-            token_hash: None,
-            cache_hit: None,
-        }
-    }
-
-    /// A denial with only a reason (no rule, provider or caller known).
-    pub fn of(reason: Reason) -> Denial {
-        Denial::bare(reason, None)
-    }
-}
-
-/// The first value of header `name` (lower-case) in `headers`.
-pub fn header<'h, K: AsRef<str>, V: AsRef<str>>(
-    headers: &'h [(K, V)],
-    name: &str,
-) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.as_ref() == name)
-        .map(|(_, v)| v.as_ref())
-}
-
-/// Whether `rule` covers a request with this method: the method is listed (ASCII case
-/// ignored, as some frameworks upper-case it), `HEAD` under a `GET` (frameworks serve `HEAD`
-/// with the `GET` handler), or the rule lists none.
-fn method_matches(rule: &Rule, method: &str) -> bool {
-    rule.methods.is_empty()
-        || rule.methods.iter().any(|m| {
-            m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
-        })
-}
-
-fn path_matches(rule: &Rule, path: &str, fold: bool) -> bool {
-    match &rule.path {
-        PathMatch::Exact(p) => crate::path::exact_matches(path, p, fold),
-        PathMatch::Prefix(p) => crate::path::prefix_matches(path, p, fold),
-    }
-}
-
-/// Whether `granted` covers `required`: equal, or a granted `ns:*` covers `ns:anything`.
-pub fn covers(granted: &[String], required: &str) -> bool {
-    granted.iter().any(|g| {
-        g == required
-            || g.strip_suffix('*')
-                .is_some_and(|ns| ns.ends_with(':') && required.starts_with(ns))
-    })
-}
-
-/// The index of the first rule that matches the request (`path` is the raw `:path`), `None`
-/// if none does, or why the path is refused. A path that a case-sensitive rule matches only
-/// when ASCII case is ignored is refused too: some backends (Express by default) route
-/// case-insensitively, so it could reach that rule's resource through a laxer rule.
-pub fn match_rule(
-    config: &Config,
-    method: &str,
-    path: &str,
-) -> Result<Option<usize>, crate::path::Refusal> {
-    let canon = crate::path::canonical(path)?;
-    for (i, rule) in config.rules.iter().enumerate() {
-        if !method_matches(rule, method) {
-            continue;
-        }
-        if path_matches(rule, &canon, rule.ignore_case) {
-            return Ok(Some(i));
-        }
-        if !rule.ignore_case && path_matches(rule, &canon, true) {
-            return Err(crate::path::CASE_VARIANT);
-        }
-    }
-    Ok(None)
-}
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
 fn is_preflight<K: AsRef<str>, V: AsRef<str>>(method: &str, headers: &[(K, V)]) -> bool {
@@ -189,14 +76,62 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
     headers: &[(K, V)],
     clock: &mut dyn FnMut() -> Option<i64>,
 ) -> Decision {
+    decide_observed(config, keys, crypto, cache, headers, clock, &mut ())
+}
+
+/// [`decide`] without a cache, reporting to `ex` every check the request passed, in order,
+/// then the one it failed (the denial's [`Denial::check`]): one call gives the decision and
+/// its explanation (`svcauth verify --explain`).
+pub fn decide_explained<K: AsRef<str>, V: AsRef<str>, E: Explain>(
+    config: &Config,
+    headers: &[(K, V)],
+    now: i64,
+    ex: &mut E,
+) -> Decision {
+    decide_observed(
+        config,
+        &KeyStore::default(),
+        &crate::token::jws::RustCrypto,
+        &mut TokenCache::new(0),
+        headers,
+        &mut || Some(now),
+        ex,
+    )
+}
+
+/// Reports the failed check of `d` to `ex` and denies.
+fn refuse<E: Explain>(ex: &mut E, d: Denial, detail: impl FnOnce() -> String) -> Decision {
+    ex.fail(d.check, detail);
+    Decision::Deny(d)
+}
+
+/// [`decide_lazy`] reporting each check to `ex` (`()` on the data path: compiles to nothing).
+pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
+    config: &Config,
+    keys: &KeyStore,
+    crypto: &dyn crate::token::jws::Verifier,
+    cache: &mut TokenCache,
+    headers: &[(K, V)],
+    clock: &mut dyn FnMut() -> Option<i64>,
+    ex: &mut E,
+) -> Decision {
     let method = header(headers, ":method").unwrap_or_default();
     let path = header(headers, ":path").unwrap_or_default();
     // The path check comes first, for every request: open routes and preflights included.
     let matched = match match_rule(config, method, path) {
         Ok(m) => m,
-        Err(_) => return Decision::Deny(Denial::bare(Reason::AmbiguousPath, None)),
+        Err(refusal) => {
+            let d = Denial::bare(Reason::AmbiguousPath, Check::Path, None);
+            return refuse(ex, d, || {
+                format!("ambiguous_path: {} in {path}", refusal.what())
+            });
+        }
     };
+    ex.pass(Check::Path.name(), || "one reading".into());
     if config.bypass_cors_preflight && is_preflight(method, headers) {
+        ex.pass(Check::Rule.name(), || {
+            "CORS preflight: bypassed (bypass_cors_preflight)".into()
+        });
         return Decision::Allow(Allowed {
             rule: None,
             identity: None,
@@ -204,20 +139,26 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
             cache_hit: None,
         });
     }
-    let Some(ri) = matched else {
-        return Decision::Deny(Denial::bare(Reason::NoMatchingRule, None));
+    let Some((ri, rule)) = matched.and_then(|ri| Some((ri, config.rules.get(ri)?))) else {
+        let d = Denial::bare(Reason::NoMatchingRule, Check::Rule, None);
+        return refuse(ex, d, || {
+            format!("no_matching_rule: no rule matches {method} {path}")
+        });
     };
-    let Some(rule) = config.rules.get(ri) else {
-        return Decision::Deny(Denial::bare(Reason::NoMatchingRule, None));
-    };
+    ex.pass(Check::Rule.name(), || {
+        format!("#{ri} matches {method} {path}")
+    });
     let (providers, scopes_all, scopes_any, required_claims) = match &rule.action {
         Action::Allow => {
+            ex.pass(Check::Token.name(), || {
+                "not needed: the rule is open".into()
+            });
             return Decision::Allow(Allowed {
                 rule: Some(ri),
                 identity: None,
                 strip: None,
                 cache_hit: None,
-            })
+            });
         }
         Action::Require {
             providers,
@@ -229,52 +170,79 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
     };
     let found = match extract(config, headers) {
         Ok(f) => f,
-        Err(reason) => return Decision::Deny(Denial::bare(reason, Some(ri))),
+        Err(reason) => {
+            let d = Denial::bare(reason, Check::Token, Some(ri));
+            return refuse(ex, d, || {
+                format!(
+                    "{}: more than one configured place (header, cookie, query parameter) \
+                     holds a token",
+                    reason.code()
+                )
+            });
+        }
     };
     let credentials = static_credentials(config, headers);
-    let deny_with = |reason: Reason,
-                     provider: Option<usize>,
-                     subject: Option<String>,
-                     hit: Option<bool>,
-                     token_hash: Option<String>| {
-        Decision::Deny(Denial {
-            reason,
-            rule: Some(ri),
-            provider,
-            subject,
-            unverified_subject: None,
-            token_hash,
-            cache_hit: hit,
-        })
-    };
     // The token's hash is for denial lines only: computed when a denial is built.
     let hash_of = |t: Option<&str>| t.map(token_hash);
     let mut token: Option<&str> = None;
     let (verified, hit, strip) = match (found.as_ref(), credentials) {
         (Some(_), Some(_)) => {
-            return Decision::Deny(Denial::bare(Reason::MultipleTokens, Some(ri)))
+            let d = Denial::bare(Reason::MultipleTokens, Check::Token, Some(ri));
+            return refuse(ex, d, || {
+                "multiple_tokens: a token and static credentials".into()
+            });
         }
-        (None, None) => return Decision::Deny(Denial::bare(Reason::TokenMissing, Some(ri))),
+        (None, None) => {
+            let d = Denial::bare(Reason::TokenMissing, Check::Token, Some(ri));
+            return refuse(ex, d, || {
+                let all: Vec<String> = config.sources.iter().map(|s| s.describe()).collect();
+                format!(
+                    "token_missing: no token in any configured place: {}",
+                    all.join(", ")
+                )
+            });
+        }
         (None, Some((pi, id, secret))) => {
             let Some(provider) = config.providers.get(pi) else {
-                return Decision::Deny(Denial::bare(Reason::InvalidCredentials, Some(ri)));
+                let d = Denial::bare(Reason::InvalidCredentials, Check::Credentials, Some(ri));
+                return refuse(ex, d, || "invalid_credentials: no such provider".into());
             };
+            ex.pass(Check::Token.name(), || {
+                format!("static credentials of provider {:?}", provider.name)
+            });
             // Static credentials only where a rule names their provider.
             if !providers.as_ref().is_some_and(|list| list.contains(&pi)) {
-                return deny_with(Reason::ProviderNotAllowed, Some(pi), None, None, None);
+                let d = Denial {
+                    provider: Some(pi),
+                    ..Denial::bare(Reason::ProviderNotAllowed, Check::RuleProvider, Some(ri))
+                };
+                return refuse(ex, d, || {
+                    format!(
+                        "provider_not_allowed: the rule does not name static-credentials \
+                         provider {:?}",
+                        provider.name
+                    )
+                });
             }
+            ex.pass(Check::RuleProvider.name(), || {
+                format!("the rule names {:?}", provider.name)
+            });
             let checked = provider
                 .statics
                 .as_ref()
                 .zip(id.zip(secret))
                 .and_then(|(st, (id, secret))| st.check(id, secret));
             let Some((id, scopes)) = checked else {
-                return Decision::Deny(Denial {
+                let d = Denial {
                     provider: Some(pi),
                     unverified_subject: id.map(str::to_string),
-                    ..Denial::bare(Reason::InvalidCredentials, Some(ri))
+                    ..Denial::bare(Reason::InvalidCredentials, Check::Credentials, Some(ri))
+                };
+                return refuse(ex, d, || {
+                    "invalid_credentials: the id or the secret is missing or wrong".into()
                 });
             };
+            ex.pass(Check::Credentials.name(), || format!("id {id:?}"));
             let identity = Verified {
                 provider: pi,
                 subject: id.to_string(),
@@ -294,21 +262,48 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
         (Some(found), None) => {
             let t: &str = &found.token;
             token = Some(t);
-            if t.len() > config.max_token_bytes {
-                return deny_with(Reason::TokenTooLarge, None, None, None, hash_of(token));
-            }
-            let Some(now) = clock() else {
-                return Decision::Deny(Denial::bare(Reason::ClockUnavailable, Some(ri)));
+            let place = || {
+                config
+                    .sources
+                    .get(found.source)
+                    .map_or("?".into(), |s| s.describe())
             };
+            if t.len() > config.max_token_bytes {
+                let d = Denial {
+                    token_hash: hash_of(token),
+                    ..Denial::bare(Reason::TokenTooLarge, Check::Token, Some(ri))
+                };
+                return refuse(ex, d, || {
+                    format!(
+                        "token_too_large: {} bytes > max_token_bytes {}",
+                        t.len(),
+                        config.max_token_bytes
+                    )
+                });
+            }
+            ex.pass(Check::Token.name(), || {
+                format!("found in {} ({} bytes)", place(), t.len())
+            });
+            let Some(now) = clock() else {
+                let d = Denial::bare(Reason::ClockUnavailable, Check::Clock, Some(ri));
+                return refuse(ex, d, || "clock_unavailable: the host clock failed".into());
+            };
+            ex.pass(Check::Clock.name(), || format!("now {now}"));
             let (verified, hit) = match cache.get(t, now) {
-                Some(v) => (v, true),
-                None => match verify::verify_with_keys(config, keys, crypto, t, now, &mut ()) {
+                Some(v) => {
+                    ex.pass(Check::Signature.name(), || {
+                        "verified earlier (cached)".into()
+                    });
+                    (v, true)
+                }
+                None => match verify::verify_with_keys(config, keys, crypto, t, now, ex) {
                     Ok(v) => {
                         let v = Rc::new(v);
                         let skew = config.providers.get(v.provider).map_or(0, |p| p.clock_skew);
                         cache.insert(t, v.exp.saturating_add(skew), Rc::clone(&v), now);
                         (v, false)
                     }
+                    // `verify` reported the failed check.
                     Err(f) => {
                         return Decision::Deny(Denial {
                             provider: f.provider,
@@ -316,30 +311,38 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
                             unverified_subject: f.unverified_subject,
                             token_hash: hash_of(token),
                             cache_hit: Some(false),
-                            ..Denial::bare(f.reason, Some(ri))
+                            ..Denial::bare(f.reason, f.check, Some(ri))
                         })
                     }
                 },
             };
             let Some(provider) = config.providers.get(verified.provider) else {
-                return deny_with(
-                    Reason::IssuerMismatch,
-                    None,
-                    None,
-                    Some(hit),
-                    hash_of(token),
-                );
+                let d = Denial {
+                    token_hash: hash_of(token),
+                    cache_hit: Some(hit),
+                    ..Denial::bare(Reason::IssuerMismatch, Check::Issuer, Some(ri))
+                };
+                return refuse(ex, d, || "issuer_mismatch: no such provider".into());
             };
             if !provider.sources.contains(&found.source) {
-                let who = Some(verified.subject.clone());
-                return deny_with(
-                    Reason::WrongTokenLocation,
-                    Some(verified.provider),
-                    who,
-                    Some(hit),
-                    hash_of(token),
-                );
+                let d = Denial {
+                    provider: Some(verified.provider),
+                    subject: Some(verified.subject.clone()),
+                    token_hash: hash_of(token),
+                    cache_hit: Some(hit),
+                    ..Denial::bare(Reason::WrongTokenLocation, Check::TokenLocation, Some(ri))
+                };
+                return refuse(ex, d, || {
+                    format!(
+                        "wrong_token_location: provider {:?} does not read {}",
+                        provider.name,
+                        place()
+                    )
+                });
             }
+            ex.pass(Check::TokenLocation.name(), || {
+                format!("provider {:?} reads {}", provider.name, place())
+            });
             let remove = if provider.forward_token {
                 None
             } else {
@@ -348,35 +351,98 @@ pub fn decide_lazy<K: AsRef<str>, V: AsRef<str>>(
             (verified, Some(hit), remove)
         }
     };
-    let deny = |reason: Reason| {
-        deny_with(
-            reason,
-            Some(verified.provider),
-            Some(verified.subject.clone()),
-            hit,
-            hash_of(token),
-        )
+    let pname = || {
+        config
+            .providers
+            .get(verified.provider)
+            .map_or("?", |p| p.name.as_str())
     };
-    if providers
-        .as_ref()
-        .is_some_and(|list| !list.contains(&verified.provider))
-    {
-        return deny(Reason::ProviderNotAllowed);
+    let denial = |reason: Reason, check: Check| Denial {
+        provider: Some(verified.provider),
+        subject: Some(verified.subject.clone()),
+        token_hash: hash_of(token),
+        cache_hit: hit,
+        ..Denial::bare(reason, check, Some(ri))
+    };
+    if let Some(list) = providers {
+        if !list.contains(&verified.provider) {
+            let d = denial(Reason::ProviderNotAllowed, Check::RuleProvider);
+            return refuse(ex, d, || {
+                format!(
+                    "provider_not_allowed: the rule does not accept {:?}",
+                    pname()
+                )
+            });
+        }
+        if credentials.is_none() {
+            ex.pass(Check::RuleProvider.name(), || {
+                format!("the rule accepts {:?}", pname())
+            });
+        }
+    } else {
+        ex.pass(Check::RuleProvider.name(), || {
+            "the rule accepts any provider".into()
+        });
     }
-    let claims_ok = required_claims.iter().all(|(name, want)| {
-        verified
+    let missing = required_claims.iter().find(|(name, want)| {
+        !verified
             .rule_claims
             .iter()
             .any(|(n, v)| n == name && v == want)
     });
-    if !claims_ok {
-        return deny(Reason::ClaimNotAllowed);
+    if let Some((name, want)) = missing {
+        let d = denial(Reason::ClaimNotAllowed, Check::RuleClaims);
+        return refuse(ex, d, || {
+            let got = verified
+                .rule_claims
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("absent".into(), |(_, v)| v.to_string());
+            format!("claim_not_allowed: the rule requires {name}={want}; the token has {got}")
+        });
     }
+    ex.pass(Check::RuleClaims.name(), || {
+        if required_claims.is_empty() {
+            return "none required".into();
+        }
+        let each: Vec<String> = required_claims
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{} match", each.join(", "))
+    });
     let all_ok = scopes_all.iter().all(|s| covers(&verified.scopes, s));
     let any_ok = scopes_any.is_empty() || scopes_any.iter().any(|s| covers(&verified.scopes, s));
+    let needs = || {
+        let mut parts = Vec::new();
+        if !scopes_all.is_empty() {
+            parts.push(format!("all of {}", scopes_all.join(" ")));
+        }
+        if !scopes_any.is_empty() {
+            parts.push(format!("any of {}", scopes_any.join(" ")));
+        }
+        if parts.is_empty() {
+            return "none required".to_string();
+        }
+        parts.join(" and ")
+    };
     if !(all_ok && any_ok) {
-        return deny(Reason::InsufficientScope);
+        let d = denial(Reason::InsufficientScope, Check::RuleScopes);
+        return refuse(ex, d, || {
+            format!(
+                "insufficient_scope: granted {:?}; the rule requires {}",
+                verified.scopes_joined,
+                needs()
+            )
+        });
     }
+    ex.pass(Check::RuleScopes.name(), || {
+        format!(
+            "granted {:?} satisfies: {}",
+            verified.scopes_joined,
+            needs()
+        )
+    });
     Decision::Allow(Allowed {
         rule: Some(ri),
         identity: Some(verified),
@@ -397,12 +463,4 @@ fn static_credentials<'h, K: AsRef<str>, V: AsRef<str>>(
         let secret = header(headers, &st.secret_header);
         (id.is_some() || secret.is_some()).then_some((pi, id, secret))
     })
-}
-
-/// The `scope="…"` challenge for a denial (empty unless the rule requires scopes).
-pub fn challenge(config: &Config, rule: Option<usize>) -> &str {
-    match rule.and_then(|r| config.rules.get(r)).map(|r| &r.action) {
-        Some(Action::Require { challenge, .. }) => challenge,
-        _ => "",
-    }
 }

@@ -28,13 +28,17 @@
 //! [`reason`]. See `docs/config.md` for every field.
 
 pub mod cache;
+pub mod check;
+mod claims;
 pub mod config;
 pub mod contract;
 pub mod decide;
+pub mod decision;
 pub mod discovery;
 pub mod logline;
 pub mod path;
 pub mod ratelimit;
+pub mod rules;
 pub mod signing;
 pub mod sources;
 pub mod statics;
@@ -57,6 +61,8 @@ mod decide_tests;
 mod discovery_tests;
 #[cfg(test)]
 mod doors_tests;
+#[cfg(test)]
+mod explain_tests;
 #[cfg(test)]
 mod props_tests;
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Token verification: from a raw token string to a [`Verified`] identity, in Envoy's order —
-//! parse, issuer, algorithm, time (with skew), audience, required claims, key, signature.
+//! parse, issuer, algorithm, time (with skew), audience, required claims, key, signature; each
+//! failure names its [`Check`]. Uses config, contract, token and check.
 
-use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+pub use crate::check::{Check, Explain};
+use crate::claims::{claim_header_value, primitive, Claims};
 use crate::config::{Config, Provider};
 use crate::contract::reason::Reason;
 use crate::token::jwk::{self, Key};
@@ -31,10 +33,13 @@ pub struct Verified {
     pub exp: i64,
 }
 
-/// A failed verification: the reason, and the provider and subject when they were known.
+/// A failed verification: the check that failed and its reason, and the provider and subject
+/// when they were known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub reason: Reason,
+    /// The check that failed, as `--explain` names it.
+    pub check: Check,
     pub provider: Option<usize>,
     /// The subject, only when the signature verified (a check after it failed).
     pub subject: Option<String>,
@@ -43,54 +48,17 @@ pub struct Failure {
     pub unverified_subject: Option<String>,
 }
 
-impl From<Reason> for Failure {
-    fn from(reason: Reason) -> Self {
+impl Failure {
+    /// A failure before any provider was chosen.
+    fn at(check: Check, reason: Reason) -> Failure {
         Failure {
             reason,
+            check,
             provider: None,
             subject: None,
             unverified_subject: None,
         }
     }
-}
-
-/// The claims object, refusing duplicate member names (RFC 7519 §4: a JWT with duplicate claim
-/// names must be rejected; parsers disagree on which copy wins).
-struct Claims(Map<String, Value>);
-
-impl<'de> serde::Deserialize<'de> for Claims {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Claims;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Claims, A::Error> {
-                let mut m = Map::new();
-                while let Some(k) = a.next_key::<String>()? {
-                    let v: Value = a.next_value()?;
-                    if m.insert(k, v).is_some() {
-                        return Err(A::Error::custom("duplicate claim"));
-                    }
-                }
-                Ok(Claims(m))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// Receives each passed check of [`verify_explained`], in order, with a lazily built detail.
-/// The first failed check is the returned [`Failure`].
-pub trait Explain {
-    fn pass(&mut self, check: &'static str, detail: impl FnOnce() -> String);
-}
-
-/// The silent observer of the data path: compiles to nothing.
-impl Explain for () {
-    #[inline(always)]
-    fn pass(&mut self, _check: &'static str, _detail: impl FnOnce() -> String) {}
 }
 
 /// Verifies `token` against `config` at time `now` (seconds since the epoch, host clock),
@@ -99,7 +67,8 @@ pub fn verify(config: &Config, token: &str, now: i64) -> Result<Verified, Failur
     verify_explained(config, token, now, &mut ())
 }
 
-/// [`verify`], reporting each passed check to `ex` (the CLI's `--explain`).
+/// [`verify`], reporting each passed check, then the failed one, to `ex` (the CLI's
+/// `--explain`).
 pub fn verify_explained<E: Explain>(
     config: &Config,
     token: &str,
@@ -116,7 +85,8 @@ pub fn verify_explained<E: Explain>(
     )
 }
 
-/// The full verification: configured keys plus the fetched keys in `store`.
+/// The full verification: configured keys plus the fetched keys in `store`. Each passed check
+/// is reported to `ex`, then the failed one (the returned [`Failure::check`]).
 pub fn verify_with_keys<E: Explain>(
     config: &Config,
     store: &KeyStore,
@@ -125,8 +95,25 @@ pub fn verify_with_keys<E: Explain>(
     now: i64,
     ex: &mut E,
 ) -> Result<Verified, Failure> {
-    let parsed = jws::parse(token)?;
-    ex.pass("format", || {
+    let result = walk(config, store, crypto, token, now, ex);
+    if let Err(f) = &result {
+        ex.fail(f.check, || {
+            format!("{}: {}", f.reason.code(), f.reason.description())
+        });
+    }
+    result
+}
+
+fn walk<E: Explain>(
+    config: &Config,
+    store: &KeyStore,
+    crypto: &dyn jws::Verifier,
+    token: &str,
+    now: i64,
+    ex: &mut E,
+) -> Result<Verified, Failure> {
+    let parsed = jws::parse(token).map_err(|r| Failure::at(Check::Format, r))?;
+    ex.pass(Check::Format.name(), || {
         format!(
             "compact JWS, alg {}, kid {}, typ {}",
             parsed.alg.name(),
@@ -134,15 +121,15 @@ pub fn verify_with_keys<E: Explain>(
             parsed.typ.as_deref().unwrap_or("(none)")
         )
     });
-    let Claims(claims) =
-        serde_json::from_slice(&parsed.payload).map_err(|_| Reason::TokenMalformed)?;
-    ex.pass("claims", || {
+    let Claims(claims) = serde_json::from_slice(&parsed.payload)
+        .map_err(|_| Failure::at(Check::Claims, Reason::TokenMalformed))?;
+    ex.pass(Check::Claims.name(), || {
         format!("{} claims, no duplicates", claims.len())
     });
     let iss = match claims.get("iss") {
         Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(Reason::TokenMalformed.into()),
-        None => return Err(Reason::IssuerMismatch.into()),
+        Some(_) => return Err(Failure::at(Check::Issuer, Reason::TokenMalformed)),
+        None => return Err(Failure::at(Check::Issuer, Reason::IssuerMismatch)),
     };
     let Some((pi, provider)) = config
         .providers
@@ -150,42 +137,44 @@ pub fn verify_with_keys<E: Explain>(
         .enumerate()
         .find(|(_, p)| p.statics.is_none() && p.issuer == iss)
     else {
-        return Err(Reason::IssuerMismatch.into());
+        return Err(Failure::at(Check::Issuer, Reason::IssuerMismatch));
     };
-    ex.pass("issuer", || {
+    ex.pass(Check::Issuer.name(), || {
         format!("{iss:?} selects provider {:?}", provider.name)
     });
-    let fail = |reason: Reason| Failure {
-        reason,
-        provider: Some(pi),
-        subject: None,
-        unverified_subject: None,
-    };
     // Read early so that denials before the signature can log what the token claims, as
     // `unverified_subject`: until the signature verified, nothing in it names the caller.
     let subject = match claims.get(&provider.subject_claim) {
         Some(Value::String(s)) if is_header_safe(s) && !s.is_empty() => Some(s.clone()),
-        Some(_) => return Err(fail(Reason::TokenMalformed)),
+        Some(_) => {
+            return Err(Failure {
+                provider: Some(pi),
+                ..Failure::at(Check::Subject, Reason::TokenMalformed)
+            })
+        }
         None => None,
     };
-    let fail = |reason: Reason| Failure {
+    let fail = |check: Check, reason: Reason| Failure {
         reason,
+        check,
         provider: Some(pi),
         subject: None,
         unverified_subject: subject.clone(),
     };
     if !provider.algorithms.contains(&parsed.alg) {
-        return Err(fail(Reason::AlgNotAllowed));
+        return Err(fail(Check::Algorithm, Reason::AlgNotAllowed));
     }
-    ex.pass("algorithm", || format!("{} is allowed", parsed.alg.name()));
+    ex.pass(Check::Algorithm.name(), || {
+        format!("{} is allowed", parsed.alg.name())
+    });
     if let Some(want) = &provider.typ {
         if !typ_matches(parsed.typ.as_deref(), want) {
-            return Err(fail(Reason::WrongTokenType));
+            return Err(fail(Check::Type, Reason::WrongTokenType));
         }
-        ex.pass("type", || format!("typ is {want}"));
+        ex.pass(Check::Type.name(), || format!("typ is {want}"));
     }
-    let exp = check_time(provider, &claims, now).map_err(fail)?;
-    ex.pass("lifetime", || {
+    let exp = check_time(provider, &claims, now).map_err(|r| fail(Check::Lifetime, r))?;
+    ex.pass(Check::Lifetime.name(), || {
         if exp == i64::MAX {
             return "no exp (the provider sets require_expiration: false)".into();
         }
@@ -195,23 +184,31 @@ pub fn verify_with_keys<E: Explain>(
             provider.clock_skew
         )
     });
-    check_audience(provider, &claims).map_err(fail)?;
-    ex.pass("audience", || match &provider.audiences {
+    check_audience(provider, &claims).map_err(|r| fail(Check::Audience, r))?;
+    ex.pass(Check::Audience.name(), || match &provider.audiences {
         Some(a) => format!("one of {a:?}"),
         None => "not checked (no audiences configured)".into(),
     });
     for (name, want) in &provider.required_claims {
         if claims.get(name) != Some(want) {
-            return Err(fail(Reason::ClaimMismatch));
+            return Err(fail(Check::RequiredClaims, Reason::ClaimMismatch));
         }
     }
-    ex.pass("required claims", || {
-        format!("{} required claim(s) match", provider.required_claims.len())
+    ex.pass(Check::RequiredClaims.name(), || {
+        if provider.required_claims.is_empty() {
+            return "none required".into();
+        }
+        let each: Vec<String> = provider
+            .required_claims
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{} match", each.join(", "))
     });
     let Some(subject) = subject.clone() else {
-        return Err(fail(Reason::ClaimMismatch));
+        return Err(fail(Check::Subject, Reason::ClaimMismatch));
     };
-    ex.pass("subject", || {
+    ex.pass(Check::Subject.name(), || {
         format!("{} = {subject:?}", provider.subject_claim)
     });
     let fetched: &[Key] = store.get(pi).map_or(&[], |l| l.keys.as_slice());
@@ -220,7 +217,7 @@ pub fn verify_with_keys<E: Explain>(
         && !provider.keys.iter().any(|k| k.fits(parsed.alg))
     {
         // Fail closed until the first good key set arrives.
-        return Err(fail(Reason::KeysUnavailable));
+        return Err(fail(Check::Key, Reason::KeysUnavailable));
     }
     let candidates = jwk::candidates(
         &[provider.keys.as_slice(), fetched],
@@ -228,33 +225,67 @@ pub fn verify_with_keys<E: Explain>(
         parsed.kid.as_deref(),
     );
     if candidates.is_empty() {
-        return Err(fail(Reason::UnknownKid));
+        return Err(fail(Check::Key, Reason::UnknownKid));
     }
+    ex.pass(Check::Key.name(), || {
+        format!(
+            "{} candidate key(s) for alg {}, kid {}",
+            candidates.len(),
+            parsed.alg.name(),
+            parsed.kid.as_deref().unwrap_or("(none)")
+        )
+    });
     let Some(key) = candidates.iter().find(|k| crypto.verify(&parsed, k)) else {
-        return Err(fail(Reason::BadSignature));
+        return Err(fail(Check::Signature, Reason::BadSignature));
     };
-    ex.pass("signature", || {
+    ex.pass(Check::Signature.name(), || {
         format!(
             "verified with key {}",
             key.kid.as_deref().unwrap_or("(no kid)")
         )
     });
     // From here on the claims are the issuer's: a denial may name the caller.
-    let fail = |reason: Reason| Failure {
+    let fail = |check: Check, reason: Reason| Failure {
         reason,
+        check,
         provider: Some(pi),
         subject: Some(subject.clone()),
         unverified_subject: None,
     };
-    let scopes = scopes_of(provider, &claims).map_err(fail)?;
-    ex.pass("scopes", || format!("granted {:?}", scopes.join(" ")));
+    let scopes = scopes_of(provider, &claims).map_err(|r| fail(Check::Scopes, r))?;
+    ex.pass(Check::Scopes.name(), || {
+        match provider
+            .scope_claims
+            .iter()
+            .find(|c| claims.contains_key(*c))
+        {
+            Some(c) => format!("granted {:?} (claim {c})", scopes.join(" ")),
+            None => format!(
+                "none granted (no claim of scope_claims {:?})",
+                provider.scope_claims
+            ),
+        }
+    });
     let mut claim_headers = Vec::with_capacity(provider.claim_to_headers.len());
     for ch in &provider.claim_to_headers {
         match claim_header_value(&claims, &ch.path, provider.max_claim_header_bytes) {
             Ok(Some(v)) => claim_headers.push((ch.header.clone(), v)),
             Ok(None) => {}
-            Err(()) => return Err(fail(Reason::TokenMalformed)),
+            Err(()) => return Err(fail(Check::ClaimHeaders, Reason::TokenMalformed)),
         }
+    }
+    if !provider.claim_to_headers.is_empty() {
+        ex.pass(Check::ClaimHeaders.name(), || {
+            let names: Vec<&str> = claim_headers.iter().map(|(h, _)| h.as_str()).collect();
+            match names.len() {
+                0 => "none set (their claims are absent)".into(),
+                n => format!(
+                    "{n} of {} set: {}",
+                    provider.claim_to_headers.len(),
+                    names.join(", ")
+                ),
+            }
+        });
     }
     let log_claims = config
         .log_claims
@@ -389,66 +420,6 @@ fn scopes_of(p: &Provider, claims: &Map<String, Value>) -> Result<Vec<String>, R
         return Err(Reason::TokenMalformed);
     }
     Ok(scopes)
-}
-
-/// The header value of a primitive claim (string, number, bool); `None` for others.
-fn primitive(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// The `claim_to_headers` value of the claim at `path` (member names through objects):
-/// a string, number or boolean as it is (numbers and booleans as their JSON text), a list of
-/// strings joined with `,`. `Ok(None)`, no header: the claim is absent, `null`, an object, an
-/// empty list or a list holding anything but strings. `Err`, the token is malformed: the value
-/// cannot go into a header unchanged (a control character such as CR or LF, tab excepted), a
-/// list element that would not read back as itself (empty, holding a `,`, or with spaces or
-/// tabs at its ends), or a value longer than `max` bytes.
-fn claim_header_value(
-    claims: &Map<String, Value>,
-    path: &[String],
-    max: usize,
-) -> Result<Option<String>, ()> {
-    let mut names = path.iter();
-    let mut v = names.next().and_then(|n| claims.get(n));
-    for n in names {
-        v = v.and_then(Value::as_object).and_then(|o| o.get(n));
-    }
-    let text = match v {
-        Some(Value::Array(list)) => {
-            if list.is_empty() || !list.iter().all(Value::is_string) {
-                return Ok(None);
-            }
-            let mut out = String::new();
-            for (i, item) in list.iter().filter_map(Value::as_str).enumerate() {
-                let bare = item.trim_matches([' ', '\t']);
-                if bare.is_empty() || bare.len() != item.len() || item.contains(',') {
-                    return Err(());
-                }
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(item);
-                if out.len() > max {
-                    return Err(());
-                }
-            }
-            out
-        }
-        Some(other) => match primitive(other) {
-            Some(text) => text,
-            None => return Ok(None),
-        },
-        None => return Ok(None),
-    };
-    if text.len() > max || text.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(());
-    }
-    Ok(Some(text))
 }
 
 /// A value Envoy accepts in a header: no control characters (tab excepted), bounded length.
