@@ -5,7 +5,7 @@ use std::ffi::OsString;
 
 use lexopt::Arg;
 
-use crate::CliError;
+use crate::outcome::CliError;
 
 /// Options people try that must never exist: a secret on the command line ends up in shell
 /// history and in `ps`.
@@ -111,6 +111,12 @@ pub fn parse_env_file(text: &str, path: &str) -> Result<Vec<(String, String)>, C
         vars.push((name.to_string(), value.to_string()));
     }
     Ok(vars)
+}
+
+impl From<lexopt::Error> for CliError {
+    fn from(e: lexopt::Error) -> Self {
+        CliError::Usage(describe(&e))
+    }
 }
 
 #[cfg(test)]

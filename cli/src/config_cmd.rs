@@ -10,7 +10,7 @@ use svcauth_filter::jwk::KeyMaterial;
 use crate::args;
 use crate::files;
 use crate::jwks::table;
-use crate::{out, CliError, CmdResult};
+use crate::outcome::{out, CliError, CmdResult};
 
 pub const HELP: &str = "\
 svcauth config: check a plugin configuration with the filter's own code

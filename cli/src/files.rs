@@ -6,7 +6,7 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::CliError;
+use crate::outcome::CliError;
 
 /// Reads a UTF-8 text file; `-` reads stdin.
 pub fn read_text(path: &str, what: &str) -> Result<String, CliError> {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::args;
 use crate::files;
 use crate::keygen::valid_kid;
-use crate::{out, CliError, CmdResult};
+use crate::outcome::{out, CliError, CmdResult};
 
 pub const HELP: &str = "\
 svcauth jwks: keep a JWK Set file (the public keys a provider's `jwks` holds) for key rotation

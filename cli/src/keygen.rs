@@ -12,7 +12,7 @@ use svcauth_filter::mint::SigningKey;
 
 use crate::args;
 use crate::files;
-use crate::{out, CliError, CmdResult};
+use crate::outcome::{out, CliError, CmdResult};
 
 pub const HELP: &str = "\
 svcauth keygen: generate a signing key for service tokens

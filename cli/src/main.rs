@@ -11,57 +11,13 @@ mod files;
 mod jwks;
 mod keygen;
 mod mint;
+mod outcome;
 mod time;
 mod verify;
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
-/// Why a command could not do what it was asked. Every variant exits with status 2.
-#[derive(Debug)]
-pub enum CliError {
-    /// A bad command line: printed with a pointer to `--help`.
-    Usage(String),
-    /// A bad input or a failed operation (unreadable file, wrong key type, …).
-    Failed(String),
-    /// A plugin configuration the filter would refuse: printed exactly as the filter logs it.
-    Config(String),
-}
-
-impl CliError {
-    pub fn usage(msg: impl Into<String>) -> CliError {
-        CliError::Usage(msg.into())
-    }
-    pub fn failed(msg: impl Into<String>) -> CliError {
-        CliError::Failed(msg.into())
-    }
-}
-
-impl From<lexopt::Error> for CliError {
-    fn from(e: lexopt::Error) -> Self {
-        CliError::Usage(args::describe(&e))
-    }
-}
-
-/// A command's result: the exit status on success (0, or 1 for a denied `verify`).
-pub type CmdResult = Result<u8, CliError>;
-
-/// Status of a `verify` that denied the request.
-pub const EXIT_DENIED: u8 = 1;
-/// Status of every error: usage, unreadable or invalid input, invalid configuration.
-pub const EXIT_ERROR: u8 = 2;
-
-/// Writes to stdout, ignoring a closed pipe (`svcauth jwks show | head -1`).
-pub fn out(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
-}
-
-/// Writes a line to stderr (warnings, notes).
-pub fn note(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{text}");
-}
+use outcome::{note, out, CliError, CmdResult, EXIT_ERROR};
 
 const HELP: &str = "\
 svcauth: mint, verify and explain service tokens with the svcauth filter's own code

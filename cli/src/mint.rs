@@ -11,8 +11,8 @@ use svcauth_filter::mint::{self, SigningKey};
 use crate::args;
 use crate::files;
 use crate::keygen::parse_alg;
+use crate::outcome::{note, out, CliError, CmdResult};
 use crate::time;
-use crate::{note, out, CliError, CmdResult};
 
 pub const HELP: &str = "\
 svcauth mint: sign a service token and print it (nothing else) on stdout

@@ -1,6 +1,6 @@
 //! Durations (`90s`, `15m`, `1h30m`, `2d`, `1w`) and the clock (`--now`).
 
-use crate::CliError;
+use crate::outcome::CliError;
 
 /// Parses a duration: a plain number of seconds, or number+unit pairs (`s`, `m`, `h`, `d`, `w`),
 /// e.g. `3600`, `1h`, `1h30m`, `90d`.

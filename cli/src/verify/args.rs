@@ -7,7 +7,7 @@ use std::io::Read as _;
 use lexopt::Arg::{Long, Short, Value as Pos};
 
 use crate::args;
-use crate::{out, CliError};
+use crate::outcome::{out, CliError};
 
 pub const HELP: &str = "\
 svcauth verify: decide one request carrying TOKEN exactly as the filter in Envoy would

@@ -17,8 +17,8 @@ use svcauth_filter::decide::{self, Decision};
 
 use self::explain::Recorder;
 use crate::config_cmd;
+use crate::outcome::{out, CmdResult, EXIT_DENIED};
 use crate::time;
-use crate::{out, CmdResult, EXIT_DENIED};
 
 pub fn run(argv: Vec<OsString>) -> CmdResult {
     let Some(o) = args::parse(argv)? else {
@@ -109,7 +109,7 @@ pub fn run(argv: Vec<OsString>) -> CmdResult {
     let checks = o.explain.then_some(recorder.lines.as_slice());
     let j = render::object(&config, &decision, (&o.method, &o.path), &why, checks);
     for w in &warnings {
-        crate::note(&format!("svcauth verify: note: {w}"));
+        crate::outcome::note(&format!("svcauth verify: note: {w}"));
     }
     let code = match &decision {
         Decision::Allow(_) => 0,
