@@ -22,19 +22,11 @@ use std::time::Duration;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::{json, Value};
-use svcauth_filter::fixtures::{self, claims_with, hmac_token, token, Fixture};
+use svcauth_filter::fixtures::{self, hmac_token, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, sign_raw, SigningKey};
+use svcauth_tests::tokens::{claims, ec};
 use svcauth_tests::{http, http_raw, now, EchoUpstream, Envoy, HttpServer, Opts, Reply, Response};
-
-fn claims(changes: Value) -> Value {
-    claims_with(now(), changes)
-}
-
-/// An ES256 token of the fixture key `ec256`.
-fn ec(changes: Value) -> String {
-    token(Fixture::Ec256, &claims(changes))
-}
 
 /// A token of the fixture key `ec256` over exactly this header and payload text.
 fn ec_raw(header: &str, payload: &str) -> String {

@@ -18,6 +18,8 @@ use serde_json::{json, Map, Value};
 use svcauth_filter::fixtures::{signing_key, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::sign;
+use svcauth_tests::generator::{bench, hardening, soak};
+use svcauth_tests::tokens::closed_port;
 use svcauth_tests::{http, now, repo_root, wasm_path, EchoUpstream, Envoy};
 
 /// The wasm path the configs in `envoy/` use, relative to the repository root.
@@ -105,20 +107,6 @@ fn every_envoy_config_in_the_repo_passes_envoy_validate() {
 
 // ------------------------------------------------------------------ hardening -----------------
 
-/// Envoy's own path and header hardening, as JSON pointers into an `HttpConnectionManager`
-/// and the value each must have (docs/security.md, "Defence in depth").
-fn hardening() -> [(&'static str, Value); 4] {
-    [
-        ("/normalize_path", json!(true)),
-        ("/merge_slashes", json!(true)),
-        ("/path_with_escaped_slashes_action", json!("REJECT_REQUEST")),
-        (
-            "/common_http_protocol_options/headers_with_underscores_action",
-            json!("REJECT_REQUEST"),
-        ),
-    ]
-}
-
 /// Every `HttpConnectionManager` typed config anywhere in `v`.
 fn connection_managers(v: &Value) -> Vec<&Value> {
     let mut out = Vec::new();
@@ -195,32 +183,39 @@ fn every_connection_manager_in_the_shipped_configs_is_hardened() {
     }
 }
 
-/// The bench and the soak generate their bootstraps (bench/src/main.rs as YAML text in Rust,
-/// scripts/soak as a Python dict): every connection manager they write sets each option. Read
-/// from the source, as running them needs a release build and wrk.
+/// The bench and the soak take their bootstraps from the one generator (`svcauth_bootstrap`,
+/// through `svcauth-bench envoy-config KIND`): every connection manager it writes for them sets
+/// each option, and neither script writes a connection manager of its own.
 #[test]
 fn the_bench_and_soak_bootstraps_are_hardened_too() {
-    for file in ["bench/src/main.rs", "scripts/soak"] {
-        // One spelling for both: no quotes, Python's `True` as YAML's `true`.
-        let text = read(&repo_root().join(file))
-            .replace('"', "")
-            .replace(": True", ": true");
-        let managers = text
-            .matches("http_connection_manager.v3.HttpConnectionManager")
-            .count();
-        assert!(managers >= 1, "{file}: no connection manager found");
-        for option in [
-            "normalize_path: true",
-            "merge_slashes: true",
-            "path_with_escaped_slashes_action: REJECT_REQUEST",
-            "headers_with_underscores_action: REJECT_REQUEST",
-        ] {
-            assert_eq!(
-                text.matches(option).count(),
-                managers,
-                "{file}: `{option}` on each of its {managers} connection manager(s)"
-            );
+    let mut generated: Vec<(String, String)> = bench::KINDS
+        .iter()
+        .map(|kind| {
+            let y = bench::envoy_config(kind, 1, 2, "/m.wasm").unwrap();
+            (format!("bench {kind}"), y)
+        })
+        .collect();
+    generated.push(("soak".into(), soak::envoy_config("/m.wasm", "secret")));
+    let mut failures = Vec::new();
+    for (name, text) in &generated {
+        let doc = yaml(text);
+        let hcms = connection_managers(&doc);
+        assert_eq!(hcms.len(), 1, "{name}: one connection manager");
+        for gap in hardening_gaps(hcms[0]) {
+            failures.push(format!("{name}: {gap}"));
         }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for script in ["scripts/bench", "scripts/soak", "bench/src/main.rs"] {
+        let text = read(&repo_root().join(script));
+        assert!(
+            !text.contains("HttpConnectionManager"),
+            "{script} writes a connection manager of its own"
+        );
+        assert!(
+            text.contains("envoy-config") || text.contains("envoy_config"),
+            "{script} asks the generator"
+        );
     }
 }
 
@@ -462,12 +457,6 @@ fn with_ports(text: &str, upstream: u16, ratelimit: u16) -> String {
         out = out.replace(&from, &format!("address: 127.0.0.1, port_value: {to}}}"));
     }
     out
-}
-
-/// A loopback port nothing listens on (bound, then closed).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// A token the example's provider accepts (the demo key, kid "demo-rsa").

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use svcauth_filter::fixtures::{self, Fixture};
-use svcauth_filter::mint::sign;
-use svcauth_tests::{http, now, EchoUpstream, Envoy, HttpServer, Opts, Reply};
+use svcauth_tests::tokens::{key_set, token_with};
+use svcauth_tests::{http, EchoUpstream, Envoy, HttpServer, Opts, Reply};
 
 const WELL_KNOWN: &str = "/.well-known/openid-configuration";
 
@@ -108,10 +108,7 @@ impl Idp {
 }
 
 fn set_of(keys: &[(Fixture, &str)]) -> Serve {
-    Serve::Json(
-        json!({"keys": keys.iter().map(|(f, kid)| fixtures::public_jwk(*f, kid)).collect::<Vec<_>>()})
-            .to_string(),
-    )
+    Serve::Json(key_set(keys))
 }
 
 /// The fixture provider with its keys found by discovery through cluster `idp`.
@@ -132,18 +129,6 @@ fn start(idp: &Idp, upstream: &EchoUpstream, remote: Value) -> Envoy {
         .env(fixtures::HMAC_ENV, fixtures::HMAC_SECRET)
         .loopback_cluster("idp", idp.server.port());
     Envoy::start_plugin(&config(remote), &opts)
-}
-
-fn token_with(f: Fixture, kid: &str) -> String {
-    let mut h = serde_json::Map::new();
-    h.insert("kid".into(), kid.into());
-    sign(
-        &fixtures::signing_key(f),
-        f.default_alg(),
-        &h,
-        &fixtures::claims(now()),
-    )
-    .unwrap()
 }
 
 fn call(envoy: &Envoy, token: &str) -> (u16, String) {

@@ -37,7 +37,7 @@ use svcauth_filter::fixtures::{signing_key, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::sign;
 use svcauth_tests::raw::{raw_exchange, RecordingUpstream};
-use svcauth_tests::{now, repo_root, wasm_path, yaml_str, Envoy, Response};
+use svcauth_tests::{bootstrap_of, now, render, repo_root, Envoy, Opts, Response};
 
 /// The protected resource.
 const ADMIN: &[u8] = b"/admin/rotate";
@@ -580,66 +580,17 @@ fn demo_plugin_config() -> Value {
     config
 }
 
-/// One listener named `name` running svcauth with `plugin` (JSON), `hardening` (extra
-/// http_connection_manager fields, YAML at 10 spaces) and the router to `upstream`.
-fn listener(name: &str, plugin: &str, hardening: &str) -> String {
-    let wasm = yaml_str(&wasm_path().to_string_lossy());
-    let plugin = yaml_str(plugin);
-    format!(
-        r#"  - name: {name}
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {name}
-          codec_type: AUTO
-          generate_request_id: true
-{hardening}          route_config:
-            name: {name}
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                route: {{cluster: upstream, timeout: 10s}}
-          http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: svcauth
-                root_id: svcauth
-                fail_open: false
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {plugin}
-                vm_config:
-                  vm_id: svcauth
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: {wasm}}}}}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#
-    )
-}
-
-/// The hardened listener's extra connection manager settings.
-const HARDENING: &str = "          normalize_path: true
-          merge_slashes: true
-          path_with_escaped_slashes_action: REJECT_REQUEST
-          common_http_protocol_options: {headers_with_underscores_action: REJECT_REQUEST}
-";
-
-/// The bootstrap: listeners `main` (Envoy's defaults) and `hardened`, one `upstream` cluster.
+/// The bootstrap: listeners `main` (Envoy's defaults) and `hardened` (the generator's
+/// hardening, as every shipped config), one `upstream` cluster.
 fn bootstrap(plugin: &str, upstream_port: u16) -> String {
-    format!(
-        "admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\nstatic_resources:\n  listeners:\n{}{}  clusters:\n  - name: upstream\n    type: STATIC\n    connect_timeout: 2s\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream_port}}}}}}}\n",
-        listener("main", plugin, ""),
-        listener("hardened", plugin, HARDENING)
-    )
+    let mut b = bootstrap_of(plugin, &Opts::new(upstream_port));
+    let mut hardened = b.listeners[0].clone();
+    hardened.name = "hardened".into();
+    hardened.stat_prefix = "hardened".into();
+    hardened.route_config = "hardened".into();
+    hardened.hardened = true;
+    b.listeners.push(hardened);
+    render(&b)
 }
 
 /// A token of the demo provider (signed by the fixture key `rsa-a`, whose public half is the

@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
-use svcauth_filter::fixtures::{self, claims_with, hmac_token, token, token_alg, Fixture};
+use svcauth_filter::fixtures::{self, hmac_token, token, token_alg, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, sign_raw, SigningKey};
+use svcauth_tests::tokens::{bearer, claims, ec};
 use svcauth_tests::{bootstrap, http, now, EchoUpstream, Envoy, Opts, Request, Response};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -38,21 +39,6 @@ fn insufficient_scope(scope: &str) -> String {
     format!(
         r#"Bearer realm="svcauth", error="insufficient_scope", error_description="insufficient scope", scope="{scope}""#
     )
-}
-
-/// The fixture's standard claims (`orders-service`, scope `orders:read`) at the real time, with
-/// `changes` merged in (`null` removes a claim).
-fn claims(changes: Value) -> Value {
-    claims_with(now(), changes)
-}
-
-/// An ES256 token of the fixture key `ec256` with `claims(changes)`.
-fn ec(changes: Value) -> String {
-    token(Fixture::Ec256, &claims(changes))
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
 }
 
 /// The first 12 hex digits of the token's SHA-256, as the denial log carries it.

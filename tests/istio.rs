@@ -26,6 +26,8 @@ use svcauth_filter::contract::names::{
 use svcauth_filter::fixtures::{signing_key, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, SigningKey};
+use svcauth_tests::generator::hardening;
+use svcauth_tests::tokens::closed_port;
 use svcauth_tests::{http, now, repo_root, wasm_path, EchoUpstream, Envoy, OtlpReceiver, RunDir};
 
 /// The manifests' HMAC secret variable, read by the plugin from the sidecar's environment
@@ -686,20 +688,6 @@ fn the_tracing_manifests_tag_spans_with_the_decision_in_envoy() {
 const HCM_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
-/// Envoy's own path and header hardening: the four options every Envoy config in `envoy/` sets
-/// (tests/configs.rs), as JSON pointers into the connection manager.
-fn hardening() -> [(&'static str, Value); 4] {
-    [
-        ("/normalize_path", json!(true)),
-        ("/merge_slashes", json!(true)),
-        ("/path_with_escaped_slashes_action", json!("REJECT_REQUEST")),
-        (
-            "/common_http_protocol_options/headers_with_underscores_action",
-            json!("REJECT_REQUEST"),
-        ),
-    ]
-}
-
 /// The pointers of [`hardening`] that `hcm` does not set to the hardened value.
 fn hardening_gaps(hcm: &Value) -> Vec<&'static str> {
     hardening()
@@ -864,12 +852,6 @@ fn a_sidecar_with_the_mesh_config_and_hardening_yaml_in_envoy() {
 }
 
 // ------------------------------------------------------------------ global rate limit ---------
-
-/// A loopback port nothing listens on (bound, then closed).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// A YAML file of the repository, as JSON.
 fn repo_yaml(relative: &str) -> Value {

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use svcauth_filter::fixtures::{self, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, SigningKey};
+use svcauth_tests::tokens::{key_set, token_with};
 use svcauth_tests::{http, now, EchoUpstream, Envoy, HttpServer, Opts, Reply};
 
 /// What the JWKS server answers; tests change it while Envoy runs.
@@ -47,11 +48,6 @@ impl Jwks {
     }
 }
 
-fn set_of(keys: &[(Fixture, &str)]) -> String {
-    json!({"keys": keys.iter().map(|(f, kid)| fixtures::public_jwk(*f, kid)).collect::<Vec<_>>()})
-        .to_string()
-}
-
 /// The fixture provider with its keys fetched from cluster `jwks` instead of inline.
 fn remote_config(refresh: u64) -> String {
     let mut v = fixtures::config_json();
@@ -70,18 +66,6 @@ fn start(jwks: &Jwks, upstream: &EchoUpstream, refresh: u64, concurrency: u32) -
         .loopback_cluster("jwks", jwks.server.port())
         .concurrency(concurrency);
     Envoy::start_plugin(&remote_config(refresh), &opts)
-}
-
-fn token_with(f: Fixture, kid: &str) -> String {
-    let mut h = serde_json::Map::new();
-    h.insert("kid".into(), kid.into());
-    sign(
-        &fixtures::signing_key(f),
-        f.default_alg(),
-        &h,
-        &fixtures::claims(now()),
-    )
-    .unwrap()
 }
 
 fn call(envoy: &Envoy, token: &str) -> (u16, Value) {
@@ -111,7 +95,7 @@ fn keys_served_late_deny_with_keys_unavailable_then_allow_without_a_restart() {
     assert_eq!(body["reason"], "keys_unavailable");
     envoy.wait_log_contains(r#""reason":"keys_unavailable""#, Duration::from_secs(5));
     envoy.wait_log_contains("JWKS fetch failed: HTTP status 503", Duration::from_secs(5));
-    jwks.set(Serve::Body(set_of(&[(Fixture::Ec256, "k1")])));
+    jwks.set(Serve::Body(key_set(&[(Fixture::Ec256, "k1")])));
     assert!(
         wait_allowed(&envoy, &t, Duration::from_secs(20)),
         "keys arrive with the retries"
@@ -134,7 +118,7 @@ fn keys_served_late_deny_with_keys_unavailable_then_allow_without_a_restart() {
 
 #[test]
 fn an_issuer_rotating_to_a_new_key_mid_traffic_fails_no_request() {
-    let jwks = Jwks::start(Serve::Body(set_of(&[(Fixture::Ec256, "k1")])));
+    let jwks = Jwks::start(Serve::Body(key_set(&[(Fixture::Ec256, "k1")])));
     let upstream = EchoUpstream::start();
     let envoy = start(&jwks, &upstream, 300, 1);
     let old = token_with(Fixture::Ec256, "k1");
@@ -145,7 +129,7 @@ fn an_issuer_rotating_to_a_new_key_mid_traffic_fails_no_request() {
         statuses.push(call(&envoy, &old).0);
     }
     // The issuer publishes the new key beside the old one and starts signing with it at once.
-    jwks.set(Serve::Body(set_of(&[
+    jwks.set(Serve::Body(key_set(&[
         (Fixture::Ec256, "k1"),
         (Fixture::RsaA, "k2"),
     ])));
@@ -167,7 +151,7 @@ fn an_issuer_rotating_to_a_new_key_mid_traffic_fails_no_request() {
 #[test]
 fn concurrent_calls_with_a_new_kid_wait_for_one_refetch_and_all_pass() {
     // A slow JWKS server keeps the refetch in flight while the other calls arrive.
-    let serve = Arc::new(Mutex::new(set_of(&[(Fixture::Ec256, "k1")])));
+    let serve = Arc::new(Mutex::new(key_set(&[(Fixture::Ec256, "k1")])));
     let s = Arc::clone(&serve);
     let server = HttpServer::start(move |_req| {
         let body = s.lock().unwrap().clone();
@@ -191,7 +175,7 @@ fn concurrent_calls_with_a_new_kid_wait_for_one_refetch_and_all_pass() {
         Duration::from_secs(10)
     ));
     let before = server.request_count();
-    *serve.lock().unwrap() = set_of(&[(Fixture::Ec256, "k1"), (Fixture::RsaA, "k2")]);
+    *serve.lock().unwrap() = key_set(&[(Fixture::Ec256, "k1"), (Fixture::RsaA, "k2")]);
     let new = token_with(Fixture::RsaA, "k2");
     let port = envoy.port();
     let threads: Vec<_> = (0..8)
@@ -214,7 +198,7 @@ fn concurrent_calls_with_a_new_kid_wait_for_one_refetch_and_all_pass() {
 
 #[test]
 fn a_kid_unknown_even_after_the_refetch_is_denied_and_refetches_are_rate_limited() {
-    let jwks = Jwks::start(Serve::Body(set_of(&[(Fixture::Ec256, "k1")])));
+    let jwks = Jwks::start(Serve::Body(key_set(&[(Fixture::Ec256, "k1")])));
     let upstream = EchoUpstream::start();
     let envoy = start(&jwks, &upstream, 300, 1);
     assert!(wait_allowed(
@@ -238,7 +222,7 @@ fn a_kid_unknown_even_after_the_refetch_is_denied_and_refetches_are_rate_limited
 
 #[test]
 fn the_jwks_server_going_down_keeps_existing_tokens_working() {
-    let jwks = Jwks::start(Serve::Body(set_of(&[(Fixture::Ec256, "k1")])));
+    let jwks = Jwks::start(Serve::Body(key_set(&[(Fixture::Ec256, "k1")])));
     let upstream = EchoUpstream::start();
     let envoy = start(&jwks, &upstream, 1, 1);
     let t = token_with(Fixture::Ec256, "k1");
@@ -264,7 +248,7 @@ fn the_jwks_server_going_down_keeps_existing_tokens_working() {
 
 #[test]
 fn garbage_and_oversized_jwks_bodies_keep_the_last_good_keys() {
-    let jwks = Jwks::start(Serve::Body(set_of(&[(Fixture::Ec256, "k1")])));
+    let jwks = Jwks::start(Serve::Body(key_set(&[(Fixture::Ec256, "k1")])));
     let upstream = EchoUpstream::start();
     let envoy = start(&jwks, &upstream, 1, 1);
     let t = token_with(Fixture::Ec256, "k1");
@@ -289,7 +273,7 @@ fn garbage_and_oversized_jwks_bodies_keep_the_last_good_keys() {
 
 #[test]
 fn two_workers_share_one_fetch_per_refresh() {
-    let jwks = Jwks::start(Serve::Body(set_of(&[(Fixture::Ec256, "k1")])));
+    let jwks = Jwks::start(Serve::Body(key_set(&[(Fixture::Ec256, "k1")])));
     let upstream = EchoUpstream::start();
     let refresh = 2;
     let started = Instant::now();

@@ -20,13 +20,15 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use svcauth_filter::fixtures::{self, Fixture};
 use svcauth_filter::jws::Alg;
-use svcauth_filter::mint::{sign, SigningKey};
+use svcauth_filter::mint::SigningKey;
+use svcauth_tests::observe::{log_line_for, span_for, tracing_yaml, FILTER_STATE_TAGS};
+use svcauth_tests::tokens::{body_reason, key_set, signed, token_with};
 use svcauth_tests::{
     http, now, try_http_raw, EchoUpstream, Envoy, HttpServer, Opts, OtlpReceiver, Reply, Request,
-    Response, SpanRecord,
+    Response,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -35,68 +37,12 @@ const FORGED_SUB: &str = "admin-service";
 
 // ------------------------------------------------------------------------------ helpers ---
 
-/// The connection manager's `tracing:` section, as in `envoy/demo.yaml`.
-fn tracing_yaml() -> &'static str {
-    r#"random_sampling: {value: 100}
-provider:
-  name: envoy.tracers.opentelemetry
-  typed_config:
-    "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
-    grpc_service: {envoy_grpc: {cluster_name: jaeger}, timeout: 2s}
-    service_name: svcauth-side-doors
-custom_tags:
-- {tag: auth.decision, value: "%FILTER_STATE(wasm.svcauth_decision:PLAIN)%"}
-- {tag: auth.service, value: "%FILTER_STATE(wasm.svcauth_service:PLAIN)%"}
-- {tag: auth.reason, value: "%FILTER_STATE(wasm.svcauth_reason:PLAIN)%"}
-- {tag: auth.provider, value: "%FILTER_STATE(wasm.svcauth_provider:PLAIN)%"}
-"#
-}
-
-/// The svcauth JSON log lines (`{"svcauth":…}`) in Envoy's log, in order.
-fn log_lines(envoy: &Envoy) -> Vec<Value> {
-    envoy
-        .log()
-        .lines()
-        .filter_map(|l| l.find("{\"").map(|i| &l[i..]))
-        .filter_map(|j| serde_json::from_str::<Value>(j).ok())
-        .filter(|v| v.get("svcauth").is_some())
-        .collect()
-}
-
-/// Waits for the svcauth log line whose `request_id` is `id`.
-fn log_line_for(envoy: &Envoy, id: &str) -> Value {
-    let mut found = None;
-    svcauth_tests::wait_until(WAIT, || {
-        found = log_lines(envoy).into_iter().find(|v| v["request_id"] == id);
-        found.is_some()
-    });
-    found.unwrap_or_else(|| panic!("no svcauth log line with request_id {id}:\n{}", envoy.log()))
-}
-
-/// Waits for the span tagged `guid:x-request-id` = `id`.
-fn span_for(otlp: &OtlpReceiver, id: &str) -> SpanRecord {
-    otlp.wait_for(WAIT, |s| s.attr("guid:x-request-id") == Some(id))
-        .unwrap_or_else(|| {
-            panic!(
-                "no span tagged guid:x-request-id={id}; received: {:#?}",
-                otlp.spans()
-            )
-        })
-}
-
 /// The request id of a denial, from its JSON body.
 fn request_id(r: &Response) -> String {
     r.json()["request_id"]
         .as_str()
         .unwrap_or_else(|| panic!("no request_id in {}", r.body))
         .to_string()
-}
-
-fn reason(r: &Response) -> String {
-    serde_json::from_str::<Value>(&r.body)
-        .ok()
-        .and_then(|v| v["reason"].as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// A header name as a backend that folds `_` into `-` and ignores case reads it.
@@ -121,15 +67,6 @@ fn send(
     http(envoy.port(), method, path, &headers)
 }
 
-/// A token signed by `key` (ES256 unless HMAC) with `kid` (if any).
-fn signed(key: &SigningKey, alg: Alg, kid: Option<&str>, claims: &Value) -> String {
-    let mut h = Map::new();
-    if let Some(kid) = kid {
-        h.insert("kid".into(), kid.into());
-    }
-    sign(key, alg, &h, claims).unwrap()
-}
-
 // ------------------------------------------------- 1 + 2 + 3: default config, traced ---
 
 /// With the fixture config (no `bypass_cors_preflight`) and the OpenTelemetry tracer: forged
@@ -143,7 +80,7 @@ fn with_the_default_config_forged_tokens_name_nobody_preflights_need_a_token_and
     let opts = Opts::new(upstream.port())
         .env(fixtures::HMAC_ENV, fixtures::HMAC_SECRET)
         .grpc_cluster("jaeger", otlp.port())
-        .tracing(tracing_yaml())
+        .tracing(&tracing_yaml("svcauth-side-doors", FILTER_STATE_TAGS))
         // Export every span as soon as it ends.
         .runtime("tracing.opentelemetry.min_flush_spans", "1")
         .runtime("tracing.opentelemetry.flush_interval_ms", "200");
@@ -197,7 +134,7 @@ fn forged_tokens_name_nobody(envoy: &Envoy, upstream: &EchoUpstream, otlp: &Otlp
     for (what, token, want) in &forged {
         let r = send(envoy, "POST", "/admin/rotate", Some(token), &[]);
         assert_eq!(
-            (r.status, reason(&r).as_str()),
+            (r.status, body_reason(&r).as_str()),
             (401, *want),
             "{what}: {}",
             r.body
@@ -255,7 +192,7 @@ fn forged_tokens_name_nobody(envoy: &Envoy, upstream: &EchoUpstream, otlp: &Otlp
     );
     let r = send(envoy, "POST", "/admin/rotate", Some(&billing), &[]);
     assert_eq!(
-        (r.status, reason(&r).as_str()),
+        (r.status, body_reason(&r).as_str()),
         (403, "insufficient_scope"),
         "{}",
         r.body
@@ -296,7 +233,7 @@ fn default_preflight_needs_a_token(envoy: &Envoy, upstream: &EchoUpstream) {
         &preflight_headers(),
     );
     assert_eq!(
-        (r.status, reason(&r).as_str()),
+        (r.status, body_reason(&r).as_str()),
         (401, "token_missing"),
         "bypass_cors_preflight defaults to false: {}",
         r.body
@@ -510,7 +447,7 @@ fn preflight_bypass_is_narrow(envoy: &Envoy, upstream: &EchoUpstream) {
     ] {
         let r = send(envoy, "OPTIONS", "/admin/rotate", None, &headers);
         assert_eq!(
-            (r.status, reason(&r).as_str()),
+            (r.status, body_reason(&r).as_str()),
             (401, "token_missing"),
             "OPTIONS with {what}: {}",
             r.body
@@ -527,7 +464,7 @@ fn preflight_bypass_is_narrow(envoy: &Envoy, upstream: &EchoUpstream) {
     ] {
         let r = send(envoy, "OPTIONS", path, None, &[origin, acrm]);
         assert_eq!(
-            (r.status, reason(&r).as_str()),
+            (r.status, body_reason(&r).as_str()),
             (400, "ambiguous_path"),
             "preflight to {path}: {}",
             r.body
@@ -645,7 +582,7 @@ fn static_secret_never_goes_upstream(envoy: &Envoy, upstream: &EchoUpstream) {
     ] {
         let r = send(envoy, "POST", path, None, headers);
         assert_eq!(
-            (r.status, reason(&r).as_str()),
+            (r.status, body_reason(&r).as_str()),
             (status, want),
             "{what}: {}",
             r.body
@@ -679,7 +616,7 @@ struct SlowJwks {
 
 impl SlowJwks {
     fn start(keys: &[(Fixture, &str)]) -> SlowJwks {
-        let body = Arc::new(Mutex::new(set_of(keys)));
+        let body = Arc::new(Mutex::new(key_set(keys)));
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let (b, a) = (Arc::clone(&body), Arc::clone(&arrivals));
         let server = HttpServer::start(move |_req| {
@@ -706,26 +643,12 @@ impl SlowJwks {
     }
 
     fn set(&self, keys: &[(Fixture, &str)]) {
-        *self.body.lock().unwrap() = set_of(keys);
+        *self.body.lock().unwrap() = key_set(keys);
     }
 
     fn arrivals(&self) -> Vec<Instant> {
         self.arrivals.lock().unwrap().clone()
     }
-}
-
-fn set_of(keys: &[(Fixture, &str)]) -> String {
-    json!({"keys": keys.iter().map(|(f, kid)| fixtures::public_jwk(*f, kid)).collect::<Vec<_>>()})
-        .to_string()
-}
-
-fn token_with(f: Fixture, kid: &str) -> String {
-    signed(
-        &fixtures::signing_key(f),
-        f.default_alg(),
-        Some(kid),
-        &fixtures::claims(now()),
-    )
 }
 
 /// A raw `GET /orders` with `token`, `Connection: close`.
@@ -831,7 +754,7 @@ fn rotate_and_abandon(
     let b_resp = b_result
         .unwrap_or_else(|e| panic!("{mode}: client B got no answer after A went away ({e})"));
     assert_eq!(
-        (b_resp.status, reason(&b_resp)),
+        (b_resp.status, body_reason(&b_resp)),
         (200, String::new()),
         "{mode}: client B after A went away: {}",
         b_resp.body

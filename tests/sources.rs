@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use svcauth_filter::fixtures::{self, Fixture};
+use svcauth_tests::observe::log_line_for;
 use svcauth_tests::{http, now, EchoUpstream, Envoy, Opts, Request, Response, RunDir};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -125,26 +126,6 @@ fn reason(r: &Response) -> String {
 /// Whether `text` holds any of the token's three parts.
 fn holds(text: &str, token: &str) -> bool {
     token.split('.').any(|part| text.contains(part))
-}
-
-/// The svcauth JSON log lines (`{"svcauth":…}`) in Envoy's log.
-fn log_lines(envoy: &Envoy) -> Vec<Value> {
-    envoy
-        .log()
-        .lines()
-        .filter_map(|l| l.find("{\"").map(|i| &l[i..]))
-        .filter_map(|j| serde_json::from_str::<Value>(j).ok())
-        .filter(|v| v.get("svcauth").is_some())
-        .collect()
-}
-
-fn log_line_for(envoy: &Envoy, id: &str) -> Value {
-    let mut found = None;
-    svcauth_tests::wait_until(WAIT, || {
-        found = log_lines(envoy).into_iter().find(|v| v["request_id"] == id);
-        found.is_some()
-    });
-    found.unwrap_or_else(|| panic!("no svcauth log line with request_id {id}:\n{}", envoy.log()))
 }
 
 /// The line of access log `file` of the request whose `x-request-id` is `id` (both formats log

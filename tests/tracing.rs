@@ -18,20 +18,12 @@ use serde_json::{json, Map, Value};
 use svcauth_filter::fixtures::{self, Fixture};
 use svcauth_filter::jws::Alg;
 use svcauth_filter::mint::{sign, SigningKey};
+use svcauth_tests::observe::{log_line_for, span_for, tracing_yaml, FILTER_STATE_TAGS};
 use svcauth_tests::{http, now, EchoUpstream, Envoy, Opts, OtlpReceiver, SpanRecord};
 
 const WAIT: Duration = Duration::from_secs(15);
 const INCOMING_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const INCOMING_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-/// Span tags read from the filter state svcauth sets (`decision_tags` = `filter_state`, the
-/// default), as in `envoy/demo.yaml`. An unset filter state gives no tag at all.
-const FILTER_STATE_TAGS: &str = r#"custom_tags:
-- {tag: auth.decision, value: "%FILTER_STATE(wasm.svcauth_decision:PLAIN)%"}
-- {tag: auth.service, value: "%FILTER_STATE(wasm.svcauth_service:PLAIN)%"}
-- {tag: auth.reason, value: "%FILTER_STATE(wasm.svcauth_reason:PLAIN)%"}
-- {tag: auth.provider, value: "%FILTER_STATE(wasm.svcauth_provider:PLAIN)%"}
-"#;
 
 /// Span tags read from the request headers svcauth sets with `decision_tags` =
 /// `request_headers` (what Istio's Telemetry API can read).
@@ -41,20 +33,6 @@ const HEADER_TAGS: &str = r#"custom_tags:
 - {tag: auth.reason, request_header: {name: x-svcauth-reason}}
 - {tag: auth.provider, request_header: {name: x-svcauth-provider}}
 "#;
-
-/// The connection manager's `tracing:` section, as in `envoy/demo.yaml`, with `custom_tags`.
-fn tracing_yaml(service: &str, custom_tags: &str) -> String {
-    format!(
-        r#"random_sampling: {{value: 100}}
-provider:
-  name: envoy.tracers.opentelemetry
-  typed_config:
-    "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
-    grpc_service: {{envoy_grpc: {{cluster_name: jaeger}}, timeout: 2s}}
-    service_name: {service}
-{custom_tags}"#
-    )
-}
 
 fn traced_opts(upstream: &EchoUpstream, otlp: &OtlpReceiver) -> Opts {
     traced_opts_with(upstream, otlp, FILTER_STATE_TAGS)
@@ -68,37 +46,6 @@ fn traced_opts_with(upstream: &EchoUpstream, otlp: &OtlpReceiver, custom_tags: &
         // Export every span as soon as it ends (the default batches 5 spans or waits 5 s).
         .runtime("tracing.opentelemetry.min_flush_spans", "1")
         .runtime("tracing.opentelemetry.flush_interval_ms", "200")
-}
-
-/// The JSON svcauth log lines (`{"svcauth":…}`) in Envoy's log, in order.
-fn log_lines(envoy: &Envoy) -> Vec<Value> {
-    envoy
-        .log()
-        .lines()
-        .filter_map(|l| l.find("{\"").map(|i| &l[i..]))
-        .filter_map(|j| serde_json::from_str::<Value>(j).ok())
-        .filter(|v| v.get("svcauth").is_some())
-        .collect()
-}
-
-/// Waits for the svcauth log line whose `request_id` is `id`.
-fn log_line_for(envoy: &Envoy, id: &str) -> Value {
-    let mut found = None;
-    svcauth_tests::wait_until(WAIT, || {
-        found = log_lines(envoy).into_iter().find(|v| v["request_id"] == id);
-        found.is_some()
-    });
-    found.unwrap_or_else(|| panic!("no svcauth log line with request_id {id}:\n{}", envoy.log()))
-}
-
-fn span_for_request(otlp: &OtlpReceiver, request_id: &str) -> SpanRecord {
-    otlp.wait_for(WAIT, |s| s.attr("guid:x-request-id") == Some(request_id))
-        .unwrap_or_else(|| {
-            panic!(
-                "no span tagged guid:x-request-id={request_id}; received: {:#?}",
-                otlp.spans()
-            )
-        })
 }
 
 #[test]
@@ -131,7 +78,7 @@ fn spans_carry_the_decision_and_match_the_denial_log() {
     assert_eq!(r.status, 200, "{}", r.body);
     let seen = upstream.last_request().unwrap();
     let allowed_rid = seen.header("x-request-id").unwrap().to_string();
-    let span = span_for_request(&otlp, &allowed_rid);
+    let span = span_for(&otlp, &allowed_rid);
     assert_eq!(span.trace_id, INCOMING_TRACE, "{span:#?}");
     assert_eq!(span.parent_span_id, "00f067aa0ba902b7", "{span:#?}");
     assert_eq!(span.http_status(), Some(200), "{span:#?}");
@@ -164,7 +111,7 @@ fn spans_carry_the_decision_and_match_the_denial_log() {
     assert_eq!(r.status, 200, "{}", r.body);
     let seen = upstream.last_request().unwrap();
     let rid = seen.header("x-request-id").unwrap().to_string();
-    let span = span_for_request(&otlp, &rid);
+    let span = span_for(&otlp, &rid);
     assert_eq!(span.parent_span_id, "", "a root span: {span:#?}");
     let up_tp = seen.header_all("traceparent");
     assert_eq!(up_tp.len(), 1, "{up_tp:?}");
@@ -190,7 +137,7 @@ fn spans_carry_the_decision_and_match_the_denial_log() {
     let line = log_line_for(&envoy, &rid);
     assert_eq!(line["svcauth"], "deny");
     assert_eq!(line["reason"], "insufficient_scope");
-    let span = span_for_request(&otlp, line["request_id"].as_str().unwrap());
+    let span = span_for(&otlp, line["request_id"].as_str().unwrap());
     assert_eq!(span.http_status(), Some(403), "{span:#?}");
     assert_eq!(span.attr("auth.decision"), Some("deny"), "{span:#?}");
     assert_eq!(
@@ -211,7 +158,7 @@ fn spans_carry_the_decision_and_match_the_denial_log() {
     let line = log_line_for(&envoy, &rid);
     assert_eq!(line["reason"], "token_missing");
     assert_eq!(line["trace_id"], Value::Null, "{line}");
-    let span = span_for_request(&otlp, &rid);
+    let span = span_for(&otlp, &rid);
     assert_eq!(span.http_status(), Some(401), "{span:#?}");
     assert_eq!(span.attr("auth.decision"), Some("deny"));
     assert_eq!(span.attr("auth.reason"), Some("token_missing"));
@@ -236,7 +183,7 @@ fn spans_carry_the_decision_and_match_the_denial_log() {
         .header("x-request-id")
         .unwrap()
         .to_string();
-    let span = span_for_request(&otlp, &rid);
+    let span = span_for(&otlp, &rid);
     assert_eq!(span.attr("auth.service"), Some("anonymous"), "{span:#?}");
     assert_eq!(span.attr("auth.reason"), None, "{span:#?}");
 
@@ -418,7 +365,7 @@ fn the_access_log_joins_every_decision_to_its_span_without_a_traceparent() {
             assert_eq!(denial["trace_id"], Value::Null, "{denial}");
             rid
         };
-        let span = span_for_request(&otlp, &rid);
+        let span = span_for(&otlp, &rid);
         assert_eq!(span.parent_span_id, "", "{path}: a root span: {span:#?}");
         assert_eq!(span.http_status(), Some(*status), "{path}: {span:#?}");
         assert_eq!(&span_tags(&span), want, "{path}: {span:#?}");
@@ -516,7 +463,7 @@ fn tags_of_five_requests(
         } else {
             r.json()["request_id"].as_str().unwrap().to_string()
         };
-        let span = span_for_request(&otlp, &rid);
+        let span = span_for(&otlp, &rid);
         tags.push(span_tags(&span).map(|v| v.map(str::to_string)));
     }
     (tags, leaked)
@@ -575,7 +522,7 @@ fn without_generate_request_id_the_filter_adds_the_request_id_the_span_carries()
     assert_eq!(rid.len(), 32, "{rid}");
     let line = log_line_for(&envoy, &rid);
     assert_eq!(line["reason"], "token_missing");
-    let span = span_for_request(&otlp, &rid);
+    let span = span_for(&otlp, &rid);
     assert_eq!(span.http_status(), Some(401));
 
     // Allowed: the upstream gets the filter's x-request-id; existing ones are never replaced.
@@ -593,7 +540,7 @@ fn without_generate_request_id_the_filter_adds_the_request_id_the_span_carries()
     let seen = upstream.last_request().unwrap();
     let rid = seen.header("x-request-id").unwrap().to_string();
     assert_eq!(rid.len(), 32);
-    span_for_request(&otlp, &rid);
+    span_for(&otlp, &rid);
 }
 
 #[test]

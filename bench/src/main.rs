@@ -7,23 +7,22 @@
 //!                                              none | wasm_empty | jwt_authn | jwt_authn_nocache
 //!                                              | svcauth (--wasm: the module of wasm_empty or
 //!                                              svcauth)
+//! svcauth-bench envoy-config soak [--wasm PATH]  the bootstrap of `scripts/soak` (ephemeral
+//!                                              ports; the HMAC secret from $SOAK_HMAC)
 //! svcauth-bench decide-loop MODE [--iters N]   a native loop over `decide` for perf/callgrind;
 //!                                              MODE is hit | miss-rs256 | miss-es256 | miss-hs256
 //! ```
 //!
-//! Every Envoy config is the same apart from the auth filters: one listener, one route with a
-//! `direct_response` 200 (the same "upstream" for all), no access log, default stats. The auth
-//! settings are the same for `jwt_authn` (+ RBAC) and svcauth: issuer, audience, the fixture
-//! keys (RSA `rsa-a`, EC P-256 `ec256`, the fixture HMAC secret) and the scope rule
-//! "`orders:read` or `orders:write`". `wasm_empty` is the floor: the same wasm filter block as
-//! svcauth (V8, fail closed) loading `bench/empty-filter` (an SDK filter that only continues).
+//! The Envoy configs come from the repo's one bootstrap generator (`svcauth_bootstrap::bench`
+//! and `::soak`, tools/bootstrap): every bench KIND is the same apart from the auth filters.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
+use svcauth_bootstrap::bench::{self, svcauth_config};
+use svcauth_bootstrap::soak;
 use svcauth_filter::cache::TokenCache;
 use svcauth_filter::config::Config;
 use svcauth_filter::decide::{decide, Decision};
@@ -54,8 +53,6 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         "envoy-config" => {
             let kind = rest.first().ok_or_else(usage)?;
-            let port: u16 = flag(rest, "--port")?.ok_or("--port is required")?;
-            let admin: u16 = flag(rest, "--admin-port")?.ok_or("--admin-port is required")?;
             let wasm: PathBuf = flag(rest, "--wasm")?.unwrap_or_else(|| {
                 PathBuf::from(if kind == "wasm_empty" {
                     "target/wasm32-wasip1/release/svcauth_empty_filter.wasm"
@@ -63,7 +60,16 @@ fn run(args: &[String]) -> Result<(), String> {
                     "target/wasm32-wasip1/release/svcauth_filter.wasm"
                 })
             });
-            let yaml = envoy_config(kind, port, admin, &wasm)?;
+            let wasm = wasm.display().to_string();
+            let yaml = if kind == "soak" {
+                let secret = std::env::var(soak::HMAC_ENV)
+                    .map_err(|_| format!("soak: set {} to the HMAC secret", soak::HMAC_ENV))?;
+                soak::envoy_config(&wasm, &secret)
+            } else {
+                let port: u16 = flag(rest, "--port")?.ok_or("--port is required")?;
+                let admin: u16 = flag(rest, "--admin-port")?.ok_or("--admin-port is required")?;
+                bench::envoy_config(kind, port, admin, &wasm)?
+            };
             std::io::stdout()
                 .write_all(yaml.as_bytes())
                 .map_err(|e| e.to_string())
@@ -78,7 +84,7 @@ fn run(args: &[String]) -> Result<(), String> {
 }
 
 fn usage() -> String {
-    "usage: svcauth-bench tokens DIR [--distinct N] | envoy-config KIND --port P --admin-port A [--wasm PATH] | decide-loop MODE [--iters N]".into()
+    "usage: svcauth-bench tokens DIR [--distinct N] | envoy-config KIND --port P --admin-port A [--wasm PATH] | envoy-config soak [--wasm PATH] | decide-loop MODE [--iters N]".into()
 }
 
 /// The value after `name`, parsed.
@@ -206,186 +212,6 @@ fn tokens(dir: &Path, n: usize) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// The public JWKS both filters verify with: RSA `rsa-a` (RS256), EC `ec256` (ES256).
-fn public_keys() -> Vec<Value> {
-    vec![
-        fixtures::public_jwk(Fixture::RsaA, "rsa-a"),
-        fixtures::public_jwk(Fixture::Ec256, "ec256"),
-    ]
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            let idx = ((n >> (18 - 6 * i)) & 63) as usize;
-            out.push(char::from(A.get(idx).copied().unwrap_or(b'A')));
-        }
-    }
-    out
-}
-
-/// The svcauth plugin configuration of the bench.
-pub fn svcauth_config() -> Value {
-    json!({
-        "providers": {
-            "internal": {
-                "issuer": ISSUER,
-                "audiences": [AUDIENCE],
-                "jwks": {"keys": public_keys()},
-                "hmac_secret_env": HMAC_ENV,
-                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
-                "clock_skew_seconds": 60
-            }
-        },
-        "rules": [
-            {"match": {"prefix": "/"}, "requires": {"scopes_any": ["orders:read", "orders:write"]}}
-        ]
-    })
-}
-
-/// A YAML double-quoted scalar (JSON string escapes are valid YAML).
-fn yq(s: &str) -> String {
-    Value::String(s.to_string()).to_string()
-}
-
-fn envoy_config(kind: &str, port: u16, admin: u16, wasm: &Path) -> Result<String, String> {
-    let filters = match kind {
-        "none" => String::new(),
-        "jwt_authn" | "jwt_authn_nocache" => {
-            let mut keys = public_keys();
-            keys.push(json!({"kty": "oct", "alg": "HS256", "k": b64url(HMAC_SECRET.as_bytes())}));
-            let jwks = json!({ "keys": keys }).to_string();
-            let cache = if kind == "jwt_authn" {
-                "                  jwt_cache_config: {jwt_cache_size: 1000}\n"
-            } else {
-                ""
-            };
-            format!(
-                r#"          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-              providers:
-                internal:
-                  issuer: {iss}
-                  audiences: [{aud}]
-                  local_jwks: {{inline_string: {jwks}}}
-                  forward: true
-                  clock_skew_seconds: 60
-                  payload_in_metadata: jwt_payload
-{cache}              rules:
-              - match: {{prefix: "/"}}
-                requires: {{provider_name: internal}}
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: ALLOW
-                policies:
-                  orders-scope:
-                    permissions: [{{any: true}}]
-                    principals:
-                    - metadata:
-                        filter: envoy.filters.http.jwt_authn
-                        path: [{{key: jwt_payload}}, {{key: scope}}]
-                        value: {{string_match: {{safe_regex: {{regex: "(.* )?orders:(read|write)( .*)?"}}}}}}
-"#,
-                iss = yq(ISSUER),
-                aud = yq(AUDIENCE),
-                jwks = yq(&jwks),
-            )
-        }
-        "svcauth" => format!(
-            r#"          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: svcauth
-                root_id: svcauth
-                fail_open: false
-                vm_config:
-                  vm_id: svcauth
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: {wasm}}}}}
-                  environment_variables:
-                    key_values: {{{env}: {secret}}}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {config}
-"#,
-            wasm = yq(&wasm.display().to_string()),
-            env = yq(HMAC_ENV),
-            secret = yq(HMAC_SECRET),
-            config = yq(&svcauth_config().to_string()),
-        ),
-        "wasm_empty" => format!(
-            r#"          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: empty
-                root_id: empty
-                fail_open: false
-                vm_config:
-                  vm_id: empty
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: {wasm}}}}}
-"#,
-            wasm = yq(&wasm.display().to_string()),
-        ),
-        other => {
-            return Err(format!(
-            "unknown kind {other:?} (none | wasm_empty | jwt_authn | jwt_authn_nocache | svcauth)"
-        ))
-        }
-    };
-    let mut y = String::new();
-    let _ = write!(
-        y,
-        r#"# scripts/bench: Envoy with auth = {kind}. Generated by `svcauth-bench envoy-config`.
-# Identical for every kind apart from the auth filters.
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-static_resources:
-  listeners:
-  - name: bench
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          codec_type: HTTP1
-          # Envoy's own path and header hardening, as every shipped config (docs/security.md).
-          normalize_path: true
-          merge_slashes: true
-          path_with_escaped_slashes_action: REJECT_REQUEST
-          common_http_protocol_options: {{headers_with_underscores_action: REJECT_REQUEST}}
-          route_config:
-            name: bench
-            virtual_hosts:
-            - name: bench
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                direct_response: {{status: 200, body: {{inline_string: "ok\n"}}}}
-          http_filters:
-{filters}          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#
-    );
-    Ok(y)
 }
 
 /// Request headers as Envoy hands them to the filter.

@@ -1,10 +1,15 @@
 //! Shared test fixtures (as Envoy's `test_common.h`): fixed keys, their JWK Set, a plugin
-//! config that uses them, and named tokens. Compiled for tests and with the `mint` feature.
+//! config that uses them (also compiled once), named tokens, and the checks the property tests
+//! and the fuzz targets both make of a decision. Compiled for tests and with the `mint` feature.
 //!
 //! The private keys in `filter/fixtures/` exist only for tests and the demo; they protect nothing.
 
+use std::sync::OnceLock;
+
 use serde_json::{json, Map, Value};
 
+use crate::config::Config;
+use crate::decide::Decision;
 use crate::mint::{sign, SigningKey};
 use crate::token::alg::Alg;
 
@@ -201,4 +206,32 @@ pub fn config_json() -> Value {
 /// Environment lookups for [`config_json`]: only the fixture HMAC secret.
 pub fn env(name: &str) -> Option<String> {
     (name == HMAC_ENV).then(|| HMAC_SECRET.to_string())
+}
+
+/// [`config_json`] compiled once (with [`env`]); `None` only if it does not compile, which
+/// every test that uses it reports.
+pub fn compiled() -> Option<&'static Config> {
+    static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| Config::from_json(config_json().to_string().as_bytes(), &env).ok())
+        .as_ref()
+}
+
+/// A decision with its cache flag cleared: what a request sees, whatever the cache held.
+pub fn without_cache_flag(d: Decision) -> Decision {
+    match d {
+        Decision::Allow(mut a) => {
+            a.cache_hit = None;
+            Decision::Allow(a)
+        }
+        Decision::Deny(mut d) => {
+            d.cache_hit = None;
+            Decision::Deny(d)
+        }
+    }
+}
+
+/// A header value Envoy would forward as one header: no CR, LF, NUL or other controls but tab.
+pub fn header_safe(s: &str) -> bool {
+    !s.chars().any(|c| c.is_control() && c != '\t')
 }

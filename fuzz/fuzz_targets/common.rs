@@ -7,15 +7,9 @@ use svcauth_filter::config::Config;
 use svcauth_filter::fixtures::{self, claims, hmac_token, token, Fixture, NOW};
 use svcauth_filter::jws::Alg;
 
+/// The fixture config, compiled once (`svcauth_filter::fixtures::compiled`).
 pub fn config() -> &'static Config {
-    static C: OnceLock<Config> = OnceLock::new();
-    C.get_or_init(|| {
-        Config::from_json(
-            fixtures::config_json().to_string().as_bytes(),
-            &fixtures::env,
-        )
-        .expect("the fixture config compiles")
-    })
+    fixtures::compiled().expect("the fixture config compiles")
 }
 
 pub fn tokens() -> &'static [String; 4] {

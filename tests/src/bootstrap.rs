@@ -1,8 +1,12 @@
 //! Envoy v3 static bootstraps for the tests: one listener with the svcauth wasm filter in front
-//! of the router, one `upstream` cluster, admin on an ephemeral loopback port.
+//! of the router, one `upstream` cluster, admin on an ephemeral loopback port. Written by the
+//! repo's one generator (`svcauth_bootstrap`, tools/bootstrap), as the bench's and soak's are.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+
+use svcauth_bootstrap::{
+    loopback_cluster, render, wasm_filter, Action, Bootstrap, Listener, Route, WasmFilter,
+};
 
 /// What varies between test bootstraps. Build with [`Opts::new`] and the chained setters.
 #[derive(Debug, Clone)]
@@ -74,13 +78,13 @@ impl Opts {
 
     /// Adds a plain HTTP/1.1 STATIC cluster `name` at 127.0.0.1:`port`.
     pub fn loopback_cluster(self, name: &str, port: u16) -> Self {
-        let yaml = loopback_cluster_yaml(name, port, false);
+        let yaml = loopback_cluster(name, port, false);
         self.cluster(&yaml)
     }
 
     /// Adds an HTTP/2 (gRPC) STATIC cluster `name` at 127.0.0.1:`port`, e.g. an OTLP receiver.
     pub fn grpc_cluster(self, name: &str, port: u16) -> Self {
-        let yaml = loopback_cluster_yaml(name, port, true);
+        let yaml = loopback_cluster(name, port, true);
         self.cluster(&yaml)
     }
 
@@ -121,171 +125,53 @@ pub const LISTENER: &str = "main";
 /// An Envoy bootstrap (YAML) whose listener runs svcauth (from [`crate::wasm_path`]) with the
 /// given plugin configuration (JSON text, passed through verbatim as a StringValue).
 pub fn bootstrap(plugin_config_json: &str, opts: &Opts) -> String {
-    let wasm = crate::wasm_path();
-    let mut y = String::new();
-    let w = &mut y;
-    let _ = writeln!(w, "admin:");
-    let _ = writeln!(
-        w,
-        "  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}"
-    );
-    if !opts.runtime.is_empty() {
-        let _ = writeln!(w, "layered_runtime:");
-        let _ = writeln!(w, "  layers:");
-        let _ = writeln!(w, "  - name: static");
-        let _ = writeln!(w, "    static_layer:");
-        for (k, v) in &opts.runtime {
-            let _ = writeln!(w, "      {}: {v}", yaml_str(k));
-        }
-    }
-    let _ = writeln!(w, "static_resources:");
-    let _ = writeln!(w, "  listeners:");
-    let _ = writeln!(w, "  - name: {LISTENER}");
-    let _ = writeln!(
-        w,
-        "    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}"
-    );
-    let _ = writeln!(w, "    filter_chains:");
-    let _ = writeln!(w, "    - filters:");
-    let _ = writeln!(
-        w,
-        "      - name: envoy.filters.network.http_connection_manager"
-    );
-    let _ = writeln!(w, "        typed_config:");
-    let _ = writeln!(w, "          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
-    let _ = writeln!(w, "          stat_prefix: ingress_http");
-    let _ = writeln!(w, "          codec_type: AUTO");
-    let _ = writeln!(w, "          generate_request_id: true");
-    if let Some(extra) = &opts.hcm_extra {
-        w.push_str(&indent(extra, 10));
-    }
-    if let Some(tracing) = &opts.tracing {
-        let _ = writeln!(w, "          tracing:");
-        w.push_str(&indent(tracing, 12));
-    }
-    let _ = writeln!(w, "          route_config:");
-    let _ = writeln!(w, "            name: local");
-    let _ = writeln!(w, "            virtual_hosts:");
-    let _ = writeln!(w, "            - name: all");
-    let _ = writeln!(w, "              domains: [\"*\"]");
-    let _ = writeln!(w, "              routes:");
-    let _ = writeln!(w, "              - match: {{prefix: \"/\"}}");
-    let _ = writeln!(
-        w,
-        "                route: {{cluster: upstream, timeout: 10s}}"
-    );
-    if let Some(extra) = &opts.route_extra {
-        w.push_str(&indent(extra, 16));
-    }
-    let _ = writeln!(w, "          http_filters:");
-    let _ = writeln!(w, "          - name: envoy.filters.http.wasm");
-    let _ = writeln!(w, "            typed_config:");
-    let _ = writeln!(
-        w,
-        "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
-    );
-    let _ = writeln!(w, "              config:");
-    let _ = writeln!(w, "                name: svcauth");
-    let _ = writeln!(w, "                root_id: svcauth");
-    let _ = writeln!(w, "                fail_open: {}", opts.fail_open);
-    let _ = writeln!(w, "                configuration:");
-    let _ = writeln!(
-        w,
-        "                  \"@type\": type.googleapis.com/google.protobuf.StringValue"
-    );
-    let _ = writeln!(
-        w,
-        "                  value: {}",
-        yaml_str(plugin_config_json)
-    );
-    let _ = writeln!(w, "                vm_config:");
-    let _ = writeln!(w, "                  vm_id: svcauth");
-    let _ = writeln!(w, "                  runtime: envoy.wasm.runtime.v8");
-    let _ = writeln!(
-        w,
-        "                  code: {{local: {{filename: {}}}}}",
-        yaml_str(&wasm.to_string_lossy())
-    );
-    if !opts.env.is_empty() {
-        let _ = writeln!(w, "                  environment_variables:");
-        let _ = writeln!(w, "                    key_values:");
-        for (k, v) in &opts.env {
-            let _ = writeln!(w, "                      {}: {}", yaml_str(k), yaml_str(v));
-        }
-    }
-    let _ = writeln!(w, "          - name: envoy.filters.http.router");
-    let _ = writeln!(w, "            typed_config:");
-    let _ = writeln!(w, "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router");
-    let _ = writeln!(w, "  clusters:");
-    w.push_str(&list_item(
-        &loopback_cluster_yaml("upstream", opts.upstream_port, opts.upstream_http2),
-        2,
-    ));
-    for cluster in &opts.clusters {
-        w.push_str(&list_item(cluster, 2));
-    }
-    y
+    render(&bootstrap_of(plugin_config_json, opts))
 }
 
-/// A STATIC loopback cluster as a YAML mapping; `http2` for gRPC peers.
-fn loopback_cluster_yaml(name: &str, port: u16, http2: bool) -> String {
-    let mut y = format!(
-        "name: {}\ntype: STATIC\nconnect_timeout: 2s\nload_assignment:\n  cluster_name: {}\n  endpoints:\n  - lb_endpoints:\n    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n",
-        yaml_str(name),
-        yaml_str(name)
-    );
-    if http2 {
-        y.push_str("typed_extension_protocol_options:\n  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n    \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n    explicit_http_config: {http2_protocol_options: {}}\n");
-    }
-    y
-}
-
-/// A YAML double-quoted scalar for any text. JSON strings are valid YAML double-quoted scalars,
-/// so serde_json's escaping is used: no hand-written escaping bugs.
-pub fn yaml_str(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
-}
-
-/// Indents every non-empty line of `yaml` by `n` spaces; ends with a newline.
-pub fn indent(yaml: &str, n: usize) -> String {
-    let pad = " ".repeat(n);
-    let mut out = String::new();
-    for line in yaml.lines() {
-        if !line.trim().is_empty() {
-            out.push_str(&pad);
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// `yaml` (a mapping) as one item of a YAML list indented by `n`.
-fn list_item(yaml: &str, n: usize) -> String {
-    let body = indent(yaml.trim_start_matches('\n'), n + 2);
-    let pad = " ".repeat(n);
-    let prefix = format!("{pad}  ");
-    match body.strip_prefix(&prefix) {
-        Some(rest) => format!("{pad}- {rest}"),
-        None => body,
+/// The [`Bootstrap`] behind [`bootstrap`], for tests that add listeners or change one.
+///
+/// The listener keeps Envoy's defaults for paths and headers (`hardened: false`): the tests
+/// prove what the filter does on its own (`tests/doors.rs` runs a hardened one beside it).
+pub fn bootstrap_of(plugin_config_json: &str, opts: &Opts) -> Bootstrap {
+    let mut listener = Listener::new(LISTENER);
+    listener.stat_prefix = "ingress_http".into();
+    listener.route_config = "local".into();
+    listener.generate_request_id = true;
+    listener.hardened = false;
+    listener.hcm_extra.clone_from(&opts.hcm_extra);
+    listener.tracing.clone_from(&opts.tracing);
+    listener.routes.push(Route {
+        prefix: "/".into(),
+        action: Action::Cluster {
+            name: "upstream".into(),
+            timeout: "10s".into(),
+        },
+        extra: opts.route_extra.clone(),
+    });
+    listener
+        .http_filters
+        .push(svcauth_filter(plugin_config_json, opts));
+    let mut clusters = vec![loopback_cluster(
+        "upstream",
+        opts.upstream_port,
+        opts.upstream_http2,
+    )];
+    clusters.extend(opts.clusters.iter().cloned());
+    Bootstrap {
+        runtime: opts.runtime.clone(),
+        listeners: vec![listener],
+        clusters,
+        ..Bootstrap::default()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yaml_str_escapes_like_json() {
-        assert_eq!(yaml_str(r#"{"a":"b\c"}"#), r#""{\"a\":\"b\\c\"}""#);
-        assert_eq!(yaml_str("x\ny"), r#""x\ny""#);
-    }
-
-    #[test]
-    fn list_item_prefixes_first_line_only() {
-        assert_eq!(
-            list_item("name: a\ntype: STATIC\n", 2),
-            "  - name: a\n    type: STATIC\n"
-        );
-    }
+/// The svcauth wasm filter block (YAML mapping) of the test bootstraps.
+pub fn svcauth_filter(plugin_config_json: &str, opts: &Opts) -> String {
+    wasm_filter(&WasmFilter {
+        name: "svcauth".into(),
+        fail_open: opts.fail_open,
+        wasm: crate::wasm_path().to_string_lossy().into_owned(),
+        configuration: Some(plugin_config_json.to_string()),
+        env: opts.env.clone(),
+    })
 }

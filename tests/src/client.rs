@@ -22,21 +22,12 @@ pub struct Response {
 impl Response {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        first_value(&self.headers, name)
     }
 
     /// Every value of header `name` (case-insensitive), in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        all_values(&self.headers, name)
     }
 
     /// The body parsed as JSON; panics with the body when it is not JSON.
@@ -44,6 +35,26 @@ impl Response {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {:?}", self.body))
     }
+}
+
+/// The first value of header `name` (case-insensitive) in `headers` (names lower-cased):
+/// what [`Response::header`] and [`crate::Request::header`] answer.
+pub(crate) fn first_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every value of header `name` (case-insensitive) in `headers`, in order.
+pub(crate) fn all_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 /// Sends `method path` with `headers` (verbatim, in order, duplicates kept) and no body.
@@ -100,14 +111,24 @@ pub fn try_http_raw(port: u16, request: &[u8]) -> Result<Response, String> {
 /// soon as the response is complete (one request of ours); otherwise read until EOF (raw bytes
 /// may hold pipelined requests whose handling the caller wants finished).
 fn exchange(port: u16, request: &[u8], until_complete: bool) -> Result<Response, String> {
+    exchange_within(port, request, until_complete, CLIENT_TIMEOUT)
+}
+
+/// [`exchange`] with its own connect, read and write timeout (also [`crate::raw::raw_exchange`]).
+pub(crate) fn exchange_within(
+    port: u16,
+    request: &[u8],
+    until_complete: bool,
+    timeout: Duration,
+) -> Result<Response, String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream =
-        TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
     stream
-        .set_read_timeout(Some(CLIENT_TIMEOUT))
+        .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     stream
-        .set_write_timeout(Some(CLIENT_TIMEOUT))
+        .set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     stream
         .write_all(request)
@@ -135,6 +156,9 @@ fn exchange(port: u16, request: &[u8], until_complete: bool) -> Result<Response,
                 break;
             }
         }
+    }
+    if raw.is_empty() {
+        return Err("connection closed without a response".into());
     }
     parse_response(&raw).map_err(|e| {
         format!(

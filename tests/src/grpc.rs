@@ -17,13 +17,14 @@
 // tonic's own API puts `Status` (176 bytes) in its `Result`s; the closures that build one follow it.
 #![allow(clippy::result_large_err)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use crate::grpc_thread::ServerThread;
 use tonic::codec::{ProstCodec, Streaming};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::codegen::tokio_stream::{Stream, StreamExt as _};
@@ -211,10 +212,8 @@ where
 
 /// A running gRPC upstream. Stops on drop.
 pub struct GrpcUpstream {
-    addr: SocketAddr,
+    server: ServerThread,
     calls: Calls,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl GrpcUpstream {
@@ -224,80 +223,32 @@ impl GrpcUpstream {
     }
 
     fn try_start() -> std::io::Result<GrpcUpstream> {
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let calls: Calls = Arc::new(Mutex::new(Vec::new()));
-        let server = EchoServer {
+        let service = EchoServer {
             calls: Arc::clone(&calls),
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
-        let thread = std::thread::Builder::new()
-            .name("grpc-upstream".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let incoming = tokio::net::TcpListener::from_std(listener).and_then(|l| {
-                        tonic::transport::server::TcpIncoming::from_listener(l, true, None)
-                            .map_err(std::io::Error::other)
-                    });
-                    let incoming = match incoming {
-                        Ok(i) => {
-                            let _ = ready_tx.send(Ok(()));
-                            i
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    tokio::spawn(
-                        tonic::transport::Server::builder()
-                            .add_service(server)
-                            .serve_with_incoming(incoming),
-                    );
-                    // Until dropped or the lifetime ends; then the runtime drops with the
-                    // server task and every connection it holds.
-                    let _ = tokio::time::timeout(UPSTREAM_LIFETIME, stopped).await;
-                });
-            })?;
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(std::io::Error::other("gRPC upstream did not start")),
-        }
-        Ok(GrpcUpstream {
-            addr,
-            calls,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let server = ServerThread::start(addr, "grpc-upstream", |incoming, stopped| async move {
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(incoming),
+            );
+            // Until dropped or the lifetime ends; then the runtime drops with the server task
+            // and every connection it holds.
+            let _ = tokio::time::timeout(UPSTREAM_LIFETIME, stopped).await;
+        })?;
+        Ok(GrpcUpstream { server, calls })
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.addr.port()
     }
 
     /// Every call received so far, in arrival order.
     pub fn calls(&self) -> Vec<GrpcCall> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for GrpcUpstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            if crate::wait_until(Duration::from_secs(3), || thread.is_finished()) {
-                let _ = thread.join();
-            }
-        }
     }
 }
 

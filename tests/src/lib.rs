@@ -30,17 +30,22 @@ mod bootstrap;
 mod client;
 mod envoy;
 pub mod grpc;
+mod grpc_thread;
+mod listen;
+pub mod observe;
 pub mod otlp;
 mod paths;
 pub mod raw;
 mod server;
+pub mod tokens;
 
-pub use bootstrap::{bootstrap, indent, yaml_str, Opts};
+pub use bootstrap::{bootstrap, bootstrap_of, svcauth_filter, Opts, LISTENER};
 pub use client::{http, http_body, http_raw, try_http, try_http_raw, Response};
 pub use envoy::{tail, Envoy, RunDir};
 pub use otlp::{OtlpReceiver, SpanRecord};
 pub use paths::{envoy_bin, repo_root, wasm_path};
 pub use server::{EchoUpstream, HttpServer, Reply, Request};
+pub use svcauth_bootstrap::{self as generator, indent, loopback_cluster, render, yaml_str};
 
 /// The host clock in seconds, as Envoy reads it (for minting tokens that are valid now).
 pub fn now() -> i64 {

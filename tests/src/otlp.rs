@@ -8,9 +8,8 @@
 //! Stopped (and its thread joined) on drop.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -20,7 +19,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use tokio::sync::oneshot;
+
+use crate::grpc_thread::ServerThread;
 
 /// One received span, flattened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,10 +163,8 @@ fn flatten(req: ExportTraceServiceRequest) -> Vec<SpanRecord> {
 
 /// A running receiver. Stops on drop.
 pub struct OtlpReceiver {
-    addr: SocketAddr,
+    server: ServerThread,
     spans: Arc<Mutex<Vec<SpanRecord>>>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl OtlpReceiver {
@@ -178,66 +176,30 @@ impl OtlpReceiver {
 
     /// Starts on `addr`, calling `on_span` (if any) for every span as it arrives.
     pub fn start_on(addr: SocketAddr, on_span: Option<OnSpan>) -> std::io::Result<OtlpReceiver> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let spans = Arc::new(Mutex::new(Vec::new()));
         let collector = Collector {
             spans: Arc::clone(&spans),
             on_span,
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
-        let thread = std::thread::Builder::new()
-            .name("otlp-receiver".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let incoming = tokio::net::TcpListener::from_std(listener).and_then(|l| {
-                        tonic::transport::server::TcpIncoming::from_listener(l, true, None)
-                            .map_err(std::io::Error::other)
-                    });
-                    let incoming = match incoming {
-                        Ok(i) => {
-                            let _ = ready_tx.send(Ok(()));
-                            i
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = tonic::transport::Server::builder()
-                        .add_service(TraceServiceServer::new(collector))
-                        .serve_with_incoming_shutdown(incoming, async {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
-            })?;
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(std::io::Error::other("OTLP receiver did not start")),
-        }
-        Ok(OtlpReceiver {
-            addr,
-            spans,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        let server = ServerThread::start(addr, "otlp-receiver", |incoming, stopped| async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(collector))
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        })?;
+        Ok(OtlpReceiver { server, spans })
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.addr.port()
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr
     }
 
     /// Every span received so far, in arrival order.
@@ -263,20 +225,5 @@ impl OtlpReceiver {
     pub fn wait_spans(&self, n: usize, timeout: Duration) -> Vec<SpanRecord> {
         crate::wait_until(timeout, || self.spans().len() >= n);
         self.spans()
-    }
-}
-
-impl Drop for OtlpReceiver {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Graceful shutdown waits for open connections; Envoy may keep one. Wait a bounded
-        // time, then leave the thread to end with the process.
-        if let Some(thread) = self.thread.take() {
-            if crate::wait_until(Duration::from_secs(3), || thread.is_finished()) {
-                let _ = thread.join();
-            }
-        }
     }
 }

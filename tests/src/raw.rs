@@ -10,15 +10,12 @@
 //! Both are bounded in time: the upstream closes idle connections and stops on drop (listener
 //! closed, open connections shut down); the client has a read/write/connect timeout.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::client::{dechunk, find, parse_headers, parse_response, Response};
+use crate::client::{dechunk, exchange_within, find, parse_headers, Response};
+use crate::listen::{Acceptor, Shared};
 
 /// Idle connections of the upstream are closed after this long without a request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,55 +69,29 @@ impl RawRequest {
     }
 }
 
-struct Shared {
-    stop: AtomicBool,
-    requests: Mutex<Vec<RawRequest>>,
-    conns: Mutex<HashMap<u64, TcpStream>>,
-    next_conn: AtomicU64,
-}
-
 /// A raw HTTP/1.1 upstream on 127.0.0.1:0 that records request heads verbatim and answers
 /// `200` with the body `upstream` (keep-alive). Request bodies are read by `Content-Length` or
 /// chunked encoding and dropped.
 pub struct RecordingUpstream {
-    port: u16,
-    shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    inner: Acceptor<RawRequest>,
 }
 
 impl RecordingUpstream {
     /// Starts it.
     pub fn start() -> RecordingUpstream {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            requests: Mutex::new(Vec::new()),
-            conns: Mutex::new(HashMap::new()),
-            next_conn: AtomicU64::new(0),
-        });
-        let acceptor = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name(format!("recording-upstream-{port}"))
-                .spawn(move || accept_loop(listener, shared))
-                .expect("spawn upstream thread")
-        };
         RecordingUpstream {
-            port,
-            shared,
-            acceptor: Some(acceptor),
+            inner: Acceptor::start("recording-upstream", serve),
         }
     }
 
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.inner.port
     }
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RawRequest> {
-        self.shared.requests.lock().unwrap().clone()
+        self.inner.shared.requests.lock().unwrap().clone()
     }
 
     /// The requests whose header `name` has the value `value`.
@@ -129,43 +100,6 @@ impl RecordingUpstream {
             .into_iter()
             .filter(|r| r.header(name).as_deref() == Some(value))
             .collect()
-    }
-}
-
-impl Drop for RecordingUpstream {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; the acceptor sees `stop` and returns.
-        let _ = TcpStream::connect_timeout(
-            &SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
-            Duration::from_secs(1),
-        );
-        if let Some(handle) = self.acceptor.take() {
-            let _ = handle.join();
-        }
-        for (_, conn) in self.shared.conns.lock().unwrap().drain() {
-            let _ = conn.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        let id = shared.next_conn.fetch_add(1, Ordering::SeqCst);
-        if let Ok(clone) = stream.try_clone() {
-            shared.conns.lock().unwrap().insert(id, clone);
-        }
-        let shared = Arc::clone(&shared);
-        let _ = std::thread::Builder::new()
-            .name(format!("recording-conn-{id}"))
-            .spawn(move || {
-                serve(stream, &shared);
-                shared.conns.lock().unwrap().remove(&id);
-            });
     }
 }
 
@@ -212,7 +146,7 @@ fn next_request(buf: &[u8]) -> Next {
     Next::Request(req, end + 4 + body_len)
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
+fn serve(mut stream: TcpStream, shared: &Shared<RawRequest>) {
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let mut buf: Vec<u8> = Vec::new();
@@ -240,7 +174,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
-        if shared.stop.load(Ordering::SeqCst) {
+        if shared.stopped() {
             return;
         }
     }
@@ -250,90 +184,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
 /// soon as it is complete (by `Content-Length` or chunked encoding; else at EOF). Every connect,
 /// read and write is bounded by `timeout`. An error when the peer closes without answering.
 pub fn raw_exchange(port: u16, request: &[u8], timeout: Duration) -> Result<Response, String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(request)
-        .map_err(|e| format!("write: {e}"))?;
-    let head_only = request.starts_with(b"HEAD ");
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                raw.extend_from_slice(&chunk[..n]);
-                if complete(&raw, head_only) {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                if raw.is_empty() {
-                    return Err(format!("read: {e}"));
-                }
-                break;
-            }
-        }
-    }
-    if raw.is_empty() {
-        return Err("connection closed without a response".into());
-    }
-    parse_response(&raw).map_err(|e| {
-        format!(
-            "bad HTTP response ({e}): {:?}",
-            String::from_utf8_lossy(&raw)
-        )
-    })
-}
-
-/// Whether `raw` holds a whole final response (head, and a body complete by chunked encoding or
-/// `Content-Length`; none for `HEAD`, 204 and 304).
-fn complete(raw: &[u8], head_only: bool) -> bool {
-    let Some(end) = find(raw, b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse::<u16>().ok());
-    let Some(status) = status else {
-        return false;
-    };
-    if status < 200 {
-        return false;
-    }
-    if head_only || status == 204 || status == 304 {
-        return true;
-    }
-    let Ok(headers) = parse_headers(lines) else {
-        return false;
-    };
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let rest = &raw[end + 4..];
-    if get("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
-        dechunk(rest).is_ok()
-    } else if let Some(len) = get("content-length") {
-        len.trim()
-            .parse::<usize>()
-            .is_ok_and(|len| rest.len() >= len)
-    } else {
-        false
-    }
+    exchange_within(port, request, true, timeout)
 }
 
 #[cfg(test)]

@@ -2,15 +2,13 @@
 //! [`EchoUpstream`] answers 200 with a JSON echo of what it received. Both record every request
 //! and stop on drop (listener closed, open connections shut down).
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{dechunk, find, parse_headers};
+use crate::client::{all_values, dechunk, find, first_value, parse_headers};
+use crate::listen::{Acceptor, Shared};
 
 /// Idle keep-alive connections are closed after this long without a request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,21 +26,12 @@ pub struct Request {
 impl Request {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        first_value(&self.headers, name)
     }
 
     /// Every value of header `name` (case-insensitive), in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        all_values(&self.headers, name)
     }
 }
 
@@ -76,69 +65,45 @@ impl Reply {
 
 type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
 
-struct Shared {
-    stop: AtomicBool,
-    requests: Mutex<Vec<Request>>,
-    conns: Mutex<HashMap<u64, TcpStream>>,
-    next_conn: AtomicU64,
-}
-
 /// An HTTP/1.1 server on 127.0.0.1:0 (keep-alive, Content-Length and chunked request bodies).
 pub struct HttpServer {
-    port: u16,
-    shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    inner: Acceptor<Request>,
 }
 
 impl HttpServer {
     /// Starts a server answering every request with `handler`.
     pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> HttpServer {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            requests: Mutex::new(Vec::new()),
-            conns: Mutex::new(HashMap::new()),
-            next_conn: AtomicU64::new(0),
-        });
         let handler: Handler = Arc::new(handler);
-        let acceptor = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name(format!("http-server-{port}"))
-                .spawn(move || accept_loop(listener, shared, handler))
-                .expect("spawn server thread")
-        };
         HttpServer {
-            port,
-            shared,
-            acceptor: Some(acceptor),
+            inner: Acceptor::start("http-server", move |stream, shared| {
+                serve_connection(stream, shared, &handler)
+            }),
         }
     }
 
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.inner.port
     }
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.requests.lock().unwrap().clone()
+        self.inner.shared.requests.lock().unwrap().clone()
     }
 
     /// The most recent request, if any.
     pub fn last_request(&self) -> Option<Request> {
-        self.shared.requests.lock().unwrap().last().cloned()
+        self.inner.shared.requests.lock().unwrap().last().cloned()
     }
 
     /// How many requests it has received.
     pub fn request_count(&self) -> usize {
-        self.shared.requests.lock().unwrap().len()
+        self.inner.shared.requests.lock().unwrap().len()
     }
 
     /// Forgets the requests received so far.
     pub fn clear(&self) {
-        self.shared.requests.lock().unwrap().clear();
+        self.inner.shared.requests.lock().unwrap().clear();
     }
 
     /// Waits until at least `n` requests arrived; returns whether they did within `timeout`.
@@ -147,45 +112,7 @@ impl HttpServer {
     }
 }
 
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; the acceptor sees `stop` and returns.
-        let _ = TcpStream::connect_timeout(
-            &SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
-            Duration::from_secs(1),
-        );
-        if let Some(handle) = self.acceptor.take() {
-            let _ = handle.join();
-        }
-        for (_, conn) in self.shared.conns.lock().unwrap().drain() {
-            let _ = conn.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>, handler: Handler) {
-    for stream in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        let id = shared.next_conn.fetch_add(1, Ordering::SeqCst);
-        if let Ok(clone) = stream.try_clone() {
-            shared.conns.lock().unwrap().insert(id, clone);
-        }
-        let shared = Arc::clone(&shared);
-        let handler = Arc::clone(&handler);
-        let _ = std::thread::Builder::new()
-            .name(format!("http-conn-{id}"))
-            .spawn(move || {
-                serve_connection(stream, &shared, &handler);
-                shared.conns.lock().unwrap().remove(&id);
-            });
-    }
-}
-
-fn serve_connection(mut stream: TcpStream, shared: &Shared, handler: &Handler) {
+fn serve_connection(mut stream: TcpStream, shared: &Shared<Request>, handler: &Handler) {
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let mut buf: Vec<u8> = Vec::new();
@@ -216,7 +143,7 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared, handler: &Handler) {
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
-        if shared.stop.load(Ordering::SeqCst) {
+        if shared.stopped() {
             return;
         }
     }
