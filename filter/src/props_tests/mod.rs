@@ -32,6 +32,7 @@ use proptest::test_runner::Config as PtConfig;
 use crate::config::Config;
 use crate::decide::Decision;
 use crate::fixtures::{self, hmac_token, token_alg, Fixture, NOW};
+pub(super) use crate::fixtures::{header_safe, without_cache_flag};
 use crate::token::jws::Alg;
 
 fn cases(n: u32) -> PtConfig {
@@ -48,14 +49,7 @@ fn cases(n: u32) -> PtConfig {
 }
 
 fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
-        Config::from_json(
-            fixtures::config_json().to_string().as_bytes(),
-            &fixtures::env,
-        )
-        .unwrap()
-    })
+    fixtures::compiled().unwrap()
 }
 
 /// Valid tokens at `NOW` (scope `orders:read`, allowed on `/orders`), one per algorithm family.
@@ -86,23 +80,4 @@ fn request(path: &str, auth: &str) -> Vec<(String, String)> {
 
 fn allowed(d: &Decision) -> bool {
     matches!(d, Decision::Allow(_))
-}
-
-/// A decision with its cache flag cleared: what a request sees, whatever the cache held.
-fn without_cache_flag(d: Decision) -> Decision {
-    match d {
-        Decision::Allow(mut a) => {
-            a.cache_hit = None;
-            Decision::Allow(a)
-        }
-        Decision::Deny(mut d) => {
-            d.cache_hit = None;
-            Decision::Deny(d)
-        }
-    }
-}
-
-/// A header value Envoy would forward as one header: no CR, LF, NUL or other controls but tab.
-fn header_safe(s: &str) -> bool {
-    !s.chars().any(|c| c.is_control() && c != '\t')
 }
