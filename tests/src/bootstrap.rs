@@ -29,6 +29,9 @@ pub struct Opts {
     /// Runtime keys, as a static `layered_runtime` layer (e.g. the OpenTelemetry tracer's
     /// `tracing.opentelemetry.min_flush_spans`).
     pub runtime: BTreeMap<String, String>,
+    /// Run the fallback build ([`crate::wasm_vmcrypto_path`]) instead of the default one.
+    /// Default false.
+    pub vm_crypto: bool,
 }
 
 impl Opts {
@@ -45,6 +48,7 @@ impl Opts {
             route_extra: None,
             fail_open: false,
             runtime: BTreeMap::new(),
+            vm_crypto: false,
         }
     }
 
@@ -108,6 +112,12 @@ impl Opts {
         self
     }
 
+    /// Runs the fallback build (`vm-crypto`: RSA and ECDSA inside the VM) instead of the default.
+    pub fn vm_crypto(mut self) -> Self {
+        self.vm_crypto = true;
+        self
+    }
+
     /// Sets the wasm filter's `fail_open`.
     pub fn fail_open(mut self, yes: bool) -> Self {
         self.fail_open = yes;
@@ -118,10 +128,15 @@ impl Opts {
 /// The name of the test listener (see [`crate::Envoy::listener_port`]).
 pub const LISTENER: &str = "main";
 
-/// An Envoy bootstrap (YAML) whose listener runs svcauth (from [`crate::wasm_path`]) with the
+/// An Envoy bootstrap (YAML) whose listener runs svcauth (from [`crate::wasm_path`], or
+/// [`crate::wasm_vmcrypto_path`] with [`Opts::vm_crypto`]) with the
 /// given plugin configuration (JSON text, passed through verbatim as a StringValue).
 pub fn bootstrap(plugin_config_json: &str, opts: &Opts) -> String {
-    let wasm = crate::wasm_path();
+    let wasm = if opts.vm_crypto {
+        crate::wasm_vmcrypto_path()
+    } else {
+        crate::wasm_path()
+    };
     let mut y = String::new();
     let w = &mut y;
     let _ = writeln!(w, "admin:");

@@ -39,7 +39,7 @@ pub use bootstrap::{bootstrap, indent, yaml_str, Opts};
 pub use client::{http, http_body, http_raw, try_http, try_http_raw, Response};
 pub use envoy::{tail, Envoy, RunDir};
 pub use otlp::{OtlpReceiver, SpanRecord};
-pub use paths::{envoy_bin, repo_root, wasm_path};
+pub use paths::{envoy_bin, repo_root, wasm_path, wasm_vmcrypto_path};
 pub use server::{EchoUpstream, HttpServer, Reply, Request};
 
 /// The host clock in seconds, as Envoy reads it (for minting tokens that are valid now).

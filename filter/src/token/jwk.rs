@@ -16,12 +16,13 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::token::alg::Alg;
+pub use crate::token::spki::RsaKey;
 
 /// The public (or, for HMAC, secret) material of one key.
 #[derive(Clone)]
 pub enum KeyMaterial {
     Hmac(Vec<u8>),
-    Rsa(rsa::PublicKey),
+    Rsa(RsaKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
@@ -203,6 +204,12 @@ fn read_key(obj: &Map<String, Value>) -> Result<Outcome, String> {
             None if is_encryption_alg(name) => {
                 return Ok(Skip(format!("an encryption key (alg {name:?})")))
             }
+            None if name.starts_with("PS") && !crate::token::alg::RSA_EC_IN_VM => {
+                return Ok(Skip(format!(
+                    "alg {name:?} (RSA-PSS) needs the vm-crypto build, {}",
+                    crate::token::alg::FALLBACK_WASM
+                )))
+            }
             None => return Ok(Skip(format!("unsupported alg {name:?}"))),
         },
     };
@@ -266,7 +273,7 @@ fn read_key(obj: &Map<String, Value>) -> Result<Outcome, String> {
 }
 
 /// `Ok(Err(reason))`: a well-formed RSA key svcauth does not use (weak, odd exponent).
-fn rsa_key(obj: &Map<String, Value>) -> Result<Result<rsa::PublicKey, String>, String> {
+fn rsa_key(obj: &Map<String, Value>) -> Result<Result<RsaKey, String>, String> {
     let n = strip_zeros(field(obj, "n")?);
     let e = strip_zeros(field(obj, "e")?);
     let bits = n
@@ -281,13 +288,9 @@ fn rsa_key(obj: &Map<String, Value>) -> Result<Result<rsa::PublicKey, String>, S
     if e.as_slice() != [3] && e.as_slice() != [1, 0, 1] {
         return Ok(Err("RSA exponent other than 3 or 65537".into()));
     }
-    rsa::PublicKey::new_with_size_limits(
-        rsa::BoxedUint::from_be_slice_vartime(&n),
-        rsa::BoxedUint::from_be_slice_vartime(&e),
-        RSA_MIN_BITS..=RSA_MAX_BITS,
-    )
-    .map(Ok)
-    .map_err(|e| format!("bad RSA key: {e}"))
+    RsaKey::new(&n, &e, RSA_MIN_BITS..=RSA_MAX_BITS)
+        .map(Ok)
+        .map_err(|e| format!("bad RSA key: {e}"))
 }
 
 fn strip_zeros(mut v: Vec<u8>) -> Vec<u8> {
@@ -298,9 +301,9 @@ fn strip_zeros(mut v: Vec<u8>) -> Vec<u8> {
 
 /// The SubjectPublicKeyInfo DER of an RSA or EC key (RustCrypto's encoders); empty for others.
 fn spki_der(m: &KeyMaterial) -> Vec<u8> {
-    use rsa::pkcs8::EncodePublicKey as _;
+    use p256::pkcs8::EncodePublicKey as _;
     let doc = match m {
-        KeyMaterial::Rsa(k) => k.to_public_key_der(),
+        KeyMaterial::Rsa(k) => return k.spki_der().unwrap_or_default(),
         KeyMaterial::P256(k) => k.to_public_key_der(),
         KeyMaterial::P384(k) => k.to_public_key_der(),
         KeyMaterial::P521(k) => k.to_public_key_der(),
