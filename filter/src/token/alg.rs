@@ -73,15 +73,18 @@ pub const ALL_ALGS: [Alg; 10] = [
 /// Why `name` is not an algorithm of this build, for a configuration error: the `PS*` names
 /// of the default `.wasm` name the build that has them; any other name lists the supported ones.
 pub fn unsupported(name: &str) -> String {
+    unsupported_in(name, &ALL_ALGS)
+}
+
+fn unsupported_in(name: &str, algs: &[Alg]) -> String {
     let pss = ["PS256", "PS384", "PS512"].contains(&name);
-    if pss && !ALL_ALGS.iter().any(|a| a.name() == name) {
+    if pss && !algs.iter().any(|a| a.name() == name) {
         return format!(
             "unsupported algorithm {name:?} in this build: RSA-PSS is verified only inside the \
-             wasm VM, by the vm-crypto build {} (Envoy's verify_signature cannot do it)",
-            FALLBACK_WASM
+             wasm VM, by the vm-crypto build {FALLBACK_WASM} (Envoy's verify_signature cannot do it)"
         );
     }
-    let names: Vec<&str> = ALL_ALGS.iter().map(|a| a.name()).collect();
+    let names: Vec<&str> = algs.iter().map(|a| a.name()).collect();
     format!(
         "unsupported algorithm {name:?} (supported: {})",
         names.join(", ")
@@ -151,5 +154,35 @@ impl Alg {
 
     pub fn is_rsa(self) -> bool {
         self.family() == AlgorithmFamily::Rsa
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_algorithm_missing_from_the_build_names_the_build_that_has_it() {
+        let default_build: Vec<Alg> = ALL_ALGS
+            .iter()
+            .copied()
+            .filter(|a| !a.name().starts_with("PS"))
+            .collect();
+        let e = unsupported_in("PS384", &default_build);
+        assert!(
+            e.contains("\"PS384\" in this build") && e.contains(FALLBACK_WASM),
+            "{e}"
+        );
+        let e = unsupported_in("none", &default_build);
+        assert!(
+            e.ends_with(
+                "(supported: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512, EdDSA)"
+            ),
+            "{e}"
+        );
+        // Natively every algorithm is there: a PS* name is never unsupported.
+        assert!(RSA_EC_IN_VM);
+        assert!(unsupported("PS256").contains("(supported: HS256"));
+        assert!(ALL_ALGS.iter().any(|a| a.name() == "PS512"));
     }
 }
