@@ -228,19 +228,46 @@ fn read_key(obj: &Map<String, Value>) -> Result<Outcome, String> {
                     _ => "P-256",
                 },
             };
+            // From the affine coordinates (what `from_sec1_bytes` does for an uncompressed
+            // point: canonical coordinates on the curve), without linking point decompression.
+            use p256::elliptic_curve::point::AffineCoordinates as _;
             match crv {
-                "P-256" => KeyMaterial::P256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(obj, 32)?)
-                        .map_err(|_| "not a point on P-256".to_string())?,
-                ),
-                "P-384" => KeyMaterial::P384(
-                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(obj, 48)?)
-                        .map_err(|_| "not a point on P-384".to_string())?,
-                ),
-                "P-521" => KeyMaterial::P521(
-                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(obj, 66)?)
-                        .map_err(|_| "not a point on P-521".to_string())?,
-                ),
+                "P-256" => {
+                    let (x, y) = ec_xy(obj, 32)?;
+                    let point = Option::from(p256::AffinePoint::from_coordinates(
+                        &p256::FieldBytes::try_from(x.as_slice()).map_err(|_| "bad x")?,
+                        &p256::FieldBytes::try_from(y.as_slice()).map_err(|_| "bad y")?,
+                    ));
+                    KeyMaterial::P256(
+                        point
+                            .and_then(|p| p256::ecdsa::VerifyingKey::from_affine(p).ok())
+                            .ok_or("not a point on P-256")?,
+                    )
+                }
+                "P-384" => {
+                    let (x, y) = ec_xy(obj, 48)?;
+                    let point = Option::from(p384::AffinePoint::from_coordinates(
+                        &p384::FieldBytes::try_from(x.as_slice()).map_err(|_| "bad x")?,
+                        &p384::FieldBytes::try_from(y.as_slice()).map_err(|_| "bad y")?,
+                    ));
+                    KeyMaterial::P384(
+                        point
+                            .and_then(|p| p384::ecdsa::VerifyingKey::from_affine(p).ok())
+                            .ok_or("not a point on P-384")?,
+                    )
+                }
+                "P-521" => {
+                    let (x, y) = ec_xy(obj, 66)?;
+                    let point = Option::from(p521::AffinePoint::from_coordinates(
+                        &p521::FieldBytes::try_from(x.as_slice()).map_err(|_| "bad x")?,
+                        &p521::FieldBytes::try_from(y.as_slice()).map_err(|_| "bad y")?,
+                    ));
+                    KeyMaterial::P521(
+                        point
+                            .and_then(|p| p521::ecdsa::VerifyingKey::from_affine(p).ok())
+                            .ok_or("not a point on P-521")?,
+                    )
+                }
                 other => return Ok(Skip(format!("unsupported EC curve {other:?}"))),
             }
         }
@@ -324,14 +351,8 @@ fn coordinate(obj: &Map<String, Value>, name: &str, len: usize) -> Result<Vec<u8
     Ok(out)
 }
 
-fn ec_point(obj: &Map<String, Value>, len: usize) -> Result<Vec<u8>, String> {
-    let x = coordinate(obj, "x", len)?;
-    let y = coordinate(obj, "y", len)?;
-    let mut point = Vec::with_capacity(1 + 2 * len);
-    point.push(0x04);
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
-    Ok(point)
+fn ec_xy(obj: &Map<String, Value>, len: usize) -> Result<(Vec<u8>, Vec<u8>), String> {
+    Ok((coordinate(obj, "x", len)?, coordinate(obj, "y", len)?))
 }
 
 /// The keys that may verify a token with `alg` and `kid`, in key-set order, from one or more
