@@ -9,6 +9,8 @@ cd "$REPO_ROOT"
 ENVOY_VERSION="1.40.0"
 WASM_TARGET="wasm32-wasip1"
 WASM_PATH="$REPO_ROOT/target/$WASM_TARGET/release/svcauth_filter.wasm"
+# The fallback module: the filter with the vm-crypto feature (RSA and ECDSA inside the VM).
+WASM_VMCRYPTO_PATH="$REPO_ROOT/target/$WASM_TARGET/release/svcauth_filter_vmcrypto.wasm"
 VENV="$REPO_ROOT/.venv"
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*"; }
@@ -40,8 +42,9 @@ find_envoy() {
     printf '%s\n' "$real"
 }
 
-# Builds the filter as wasm and prints nothing; the caller reports.
+# Builds the filter as wasm and prints nothing; the caller reports. Extra arguments go to cargo
+# (scripts/build-wasm passes --features vm-crypto for the fallback module).
 build_wasm() {
-    cargo build --release --target "$WASM_TARGET" -p svcauth-filter
+    cargo build --release --target "$WASM_TARGET" -p svcauth-filter "$@"
     [[ -f "$WASM_PATH" ]] || die "cargo build succeeded but $WASM_PATH is missing"
 }

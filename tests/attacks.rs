@@ -327,7 +327,9 @@ fn alg_none_cases() -> Vec<Case> {
 
 /// HS256/384/512 keyed with the provider's own public keys, in every form a confused verifier
 /// might use as an HMAC secret (CVE-2016-10555, CVE-2022-29217, RFC 8725 §2.1).
-fn key_confusion_cases() -> Vec<Case> {
+/// `vm_crypto`: for the fallback build, which has RSA-PSS; the default build has no PS*
+/// algorithm at all (a PS* token is `alg_not_allowed` there before any key is chosen).
+fn key_confusion_cases(vm_crypto: bool) -> Vec<Case> {
     use rsa::pkcs1::EncodeRsaPublicKey as _;
     use rsa::pkcs8::EncodePublicKey as _;
     use rsa::traits::PublicKeyParts as _;
@@ -433,7 +435,7 @@ fn key_confusion_cases() -> Vec<Case> {
         Case::bearer(
             "PS256 with a key whose JWK says RS256",
             &with_kid(Fixture::RsaB, Alg::PS256, "rsa-b"),
-            UNKNOWN_KID,
+            if vm_crypto { UNKNOWN_KID } else { ALG },
         ),
         Case::bearer(
             "control: RS256 with rsa-b",
@@ -1179,7 +1181,7 @@ fn every_attack_in_the_table_is_refused_and_envoy_stays_healthy() {
     });
     let groups: Vec<(&str, Vec<Case>)> = vec![
         ("alg none", alg_none_cases()),
-        ("key confusion", key_confusion_cases()),
+        ("key confusion", key_confusion_cases(false)),
         ("header parameters", header_parameter_cases(&url, &attacker)),
         ("kid", kid_cases()),
         ("structure", structure_cases()),
@@ -1213,6 +1215,16 @@ fn every_attack_in_the_table_is_refused_and_envoy_stays_healthy() {
             "an injected header reached the upstream: {r:?}"
         );
     }
+    assert_no_failures(failures);
+    target.assert_healthy();
+}
+
+/// The fallback build (`vm-crypto`: RSA and ECDSA inside the VM) refuses the key-confusion
+/// attacks as the default build does, and RSA-PSS with a key pinned to RS256 by its `kid`.
+#[test]
+fn key_confusion_attacks_are_refused_by_the_fallback_build_too() {
+    let mut target = Target::start(&fixtures::config_json(), |o| o.vm_crypto());
+    let failures = target.run(&key_confusion_cases(true));
     assert_no_failures(failures);
     target.assert_healthy();
 }

@@ -127,8 +127,16 @@ fn tokens_minted_by_the_cli_get_the_same_decision_from_svcauth_verify_and_from_e
     let checked = cli_ok(&["config", "check", &config_file], &env);
     assert_eq!(checked, "ok: 1 provider, 3 rules\n");
 
+    // The CLI verifies every algorithm natively (RSA and ECDSA in-process): its twin is the
+    // fallback build (vm-crypto), which has PS256 too. The default build decides like the
+    // fallback's host path except for RSA-PSS (tests/host_crypto.rs).
     let upstream = EchoUpstream::start();
-    let envoy = Envoy::start_plugin(&config, &Opts::new(upstream.port()).env(HMAC_VAR, &secret));
+    let envoy = Envoy::start_plugin(
+        &config,
+        &Opts::new(upstream.port())
+            .env(HMAC_VAR, &secret)
+            .vm_crypto(),
+    );
 
     let mint = |key: &[&str], extra: &[&str]| -> String {
         let mut a = vec!["mint"];

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use svcauth_tests::{repo_root, wasm_path};
+use svcauth_tests::{repo_root, wasm_path, wasm_vmcrypto_path};
 
 /// Exactly what the module must export (scripts/build-wasm says why each one).
 const EXPECTED: &[&str] = &[
@@ -120,7 +120,16 @@ fn exports(wasm: &[u8]) -> Vec<String> {
 
 #[test]
 fn the_module_exports_exactly_what_svcauth_needs() {
-    let path = wasm_path();
+    exports_exactly_what_svcauth_needs(wasm_path());
+}
+
+/// The fallback build (vm-crypto) takes the same post-link step.
+#[test]
+fn the_fallback_module_exports_exactly_what_svcauth_needs() {
+    exports_exactly_what_svcauth_needs(wasm_vmcrypto_path());
+}
+
+fn exports_exactly_what_svcauth_needs(path: std::path::PathBuf) {
     let wasm = std::fs::read(&path).unwrap();
     let names = exports(&wasm);
     let got: BTreeSet<&str> = names.iter().map(String::as_str).collect();

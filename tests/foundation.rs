@@ -105,9 +105,21 @@ impl Stack {
         Stack::start_with(tag, &fixtures::config_json())
     }
 
+    /// [`Stack::start`] with the fallback build (`vm-crypto`: RSA and ECDSA inside the VM).
+    fn start_vm_crypto(tag: &'static str) -> Stack {
+        Stack::start_opts(tag, &fixtures::config_json(), true)
+    }
+
     fn start_with(tag: &'static str, config: &Value) -> Stack {
+        Stack::start_opts(tag, config, false)
+    }
+
+    fn start_opts(tag: &'static str, config: &Value, vm_crypto: bool) -> Stack {
         let upstream = EchoUpstream::start();
-        let opts = Opts::new(upstream.port()).env(fixtures::HMAC_ENV, fixtures::HMAC_SECRET);
+        let mut opts = Opts::new(upstream.port()).env(fixtures::HMAC_ENV, fixtures::HMAC_SECRET);
+        if vm_crypto {
+            opts = opts.vm_crypto();
+        }
         let envoy = Envoy::start_plugin(&config.to_string(), &opts);
         Stack {
             upstream,
@@ -414,38 +426,52 @@ fn denial_lines(log: &str) -> Vec<Value> {
 
 #[test]
 fn every_algorithm_family_is_accepted() {
-    let s = Stack::start("algs");
-    let c = claims(json!({}));
-    let cases = [
-        ("RS256", token_alg(Fixture::RsaA, Alg::RS256, &c)),
-        ("RS384", token_alg(Fixture::RsaA, Alg::RS384, &c)),
-        ("RS512", token_alg(Fixture::RsaA, Alg::RS512, &c)),
-        ("PS256", token_alg(Fixture::RsaA, Alg::PS256, &c)),
-        ("PS384", token_alg(Fixture::RsaA, Alg::PS384, &c)),
-        ("PS512", token_alg(Fixture::RsaA, Alg::PS512, &c)),
-        ("RS256 (JWK with alg)", token(Fixture::RsaB, &c)),
-        ("ES256", token(Fixture::Ec256, &c)),
-        ("ES384", token(Fixture::Ec384, &c)),
-        ("EdDSA", token(Fixture::Ed25519, &c)),
-        ("HS256", hmac_token(Alg::HS256, &c)),
-        ("HS384", hmac_token(Alg::HS384, &c)),
-        ("HS512", hmac_token(Alg::HS512, &c)),
-    ];
-    for (alg, t) in &cases {
-        let seen = s.allowed(&s.get("/orders/42", t), alg);
-        assert_eq!(
-            seen.header("x-service-name"),
-            Some("orders-service"),
-            "{alg}"
-        );
-        assert_eq!(
-            seen.header("x-service-scopes"),
-            Some("orders:read"),
-            "{alg}"
-        );
-        assert_eq!(seen.header("x-svcauth-decision"), None, "{alg}");
+    // The fallback build (vm-crypto) accepts every family; the default build has no RSA-PSS
+    // (Envoy's verify_signature cannot do it): there a PS* token is alg_not_allowed.
+    for vm_crypto in [true, false] {
+        let s = if vm_crypto {
+            Stack::start_vm_crypto("algs-vm")
+        } else {
+            Stack::start("algs")
+        };
+        let c = claims(json!({}));
+        let cases = [
+            ("RS256", token_alg(Fixture::RsaA, Alg::RS256, &c)),
+            ("RS384", token_alg(Fixture::RsaA, Alg::RS384, &c)),
+            ("RS512", token_alg(Fixture::RsaA, Alg::RS512, &c)),
+            ("PS256", token_alg(Fixture::RsaA, Alg::PS256, &c)),
+            ("PS384", token_alg(Fixture::RsaA, Alg::PS384, &c)),
+            ("PS512", token_alg(Fixture::RsaA, Alg::PS512, &c)),
+            ("RS256 (JWK with alg)", token(Fixture::RsaB, &c)),
+            ("ES256", token(Fixture::Ec256, &c)),
+            ("ES384", token(Fixture::Ec384, &c)),
+            ("EdDSA", token(Fixture::Ed25519, &c)),
+            ("HS256", hmac_token(Alg::HS256, &c)),
+            ("HS384", hmac_token(Alg::HS384, &c)),
+            ("HS512", hmac_token(Alg::HS512, &c)),
+        ];
+        for (alg, t) in &cases {
+            if !vm_crypto && alg.starts_with("PS") {
+                let sent = s.get("/orders/42", t);
+                let challenge = invalid_token("token algorithm not allowed");
+                s.denied(&sent, alg, 401, "alg_not_allowed", &challenge, None);
+                continue;
+            }
+            let seen = s.allowed(&s.get("/orders/42", t), alg);
+            assert_eq!(
+                seen.header("x-service-name"),
+                Some("orders-service"),
+                "{alg}"
+            );
+            assert_eq!(
+                seen.header("x-service-scopes"),
+                Some("orders:read"),
+                "{alg}"
+            );
+            assert_eq!(seen.header("x-svcauth-decision"), None, "{alg}");
+        }
+        s.finish();
     }
-    s.finish();
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! Host-native signature verification (Envoy's `verify_signature` foreign function) and the
 //! pure-Rust path inside the wasm VM give the same decisions, token for token, in a real Envoy.
+//! The VM path is the fallback build's (`svcauth_filter_vmcrypto.wasm`, feature `vm-crypto`);
+//! the default build, which has RSA and ECDSA only on the host, decides every token as the
+//! fallback's host path does, except RSA-PSS, which it does not have.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -84,13 +87,26 @@ fn tokens() -> Vec<(&'static str, String)> {
     out
 }
 
+/// The decisions of the fallback build (`vm-crypto`) with `host_crypto` on or off.
 fn outcomes(host_crypto: bool, tokens: &[(&str, String)]) -> (Vec<(u16, String)>, Envoy) {
+    outcomes_of(true, host_crypto, tokens)
+}
+
+/// The decisions of the fallback build (`vm_crypto`) or the default one.
+fn outcomes_of(
+    vm_crypto: bool,
+    host_crypto: bool,
+    tokens: &[(&str, String)],
+) -> (Vec<(u16, String)>, Envoy) {
     let upstream = EchoUpstream::start();
     let mut cfg = fixtures::config_json();
     cfg["host_crypto"] = json!(host_crypto);
     cfg["providers"]["internal"]["jwks"] = fixtures::jwks_with_p521();
     cfg["cache"] = json!({"max_entries": 0});
-    let opts = Opts::new(upstream.port()).env(fixtures::HMAC_ENV, fixtures::HMAC_SECRET);
+    let mut opts = Opts::new(upstream.port()).env(fixtures::HMAC_ENV, fixtures::HMAC_SECRET);
+    if vm_crypto {
+        opts = opts.vm_crypto();
+    }
     let envoy = Envoy::start_plugin(&cfg.to_string(), &opts);
     let results = tokens
         .iter()
@@ -146,6 +162,27 @@ fn host_native_and_wasm_signature_checks_decide_every_token_alike() {
     );
 }
 
+/// The default build (no RSA or ECDSA in the VM) gives every token the fallback's host-path
+/// decision; PS256, which only the VM can verify, is not an algorithm there.
+#[test]
+fn the_default_build_decides_like_the_fallback_on_the_host_and_refuses_rsa_pss() {
+    let table = tokens();
+    let (fallback, _) = outcomes(true, &table);
+    let (default, envoy) = outcomes_of(false, true, &table);
+    for (((name, _), f), d) in table.iter().zip(&fallback).zip(&default) {
+        if name.starts_with("PS256") {
+            assert_eq!(d, &(401, "alg_not_allowed".to_string()), "{name}");
+        } else {
+            assert_eq!(d, f, "{name}: default {d:?} vs fallback {f:?}");
+        }
+    }
+    // Only EdDSA and HMAC are verified inside the default build's VM.
+    envoy.settle_counters();
+    let in_vm = envoy.stat("wasmcustom.svcauth.signature_wasm").unwrap_or(0);
+    let eddsa = table.iter().filter(|(n, _)| n.starts_with("EdDSA")).count();
+    assert!(in_vm <= eddsa as u64, "{in_vm} in the VM");
+}
+
 /// Envoy 1.40's `verify_signature` verifies ES512 (P-521, SHA-512) natively: every ES512 token
 /// is decided by the host, none in the VM; PS256 (RSA-PSS, which the function cannot do) only
 /// in the VM.
@@ -159,7 +196,7 @@ fn es512_goes_to_the_host_and_ps256_stays_in_the_vm() {
             resign(&token_alg(Fixture::Ec521, Alg::ES512, &c), |s| s[7] ^= 1),
         ),
     ];
-    let (got, envoy) = outcomes(true, &es512);
+    let (got, envoy) = outcomes_of(false, true, &es512);
     envoy.settle_counters();
     assert_eq!(got[0], (200, "allow".to_string()));
     assert_eq!(got[1], (401, "bad_signature".to_string()));

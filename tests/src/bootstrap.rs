@@ -33,6 +33,9 @@ pub struct Opts {
     /// Runtime keys, as a static `layered_runtime` layer (e.g. the OpenTelemetry tracer's
     /// `tracing.opentelemetry.min_flush_spans`).
     pub runtime: BTreeMap<String, String>,
+    /// Run the fallback build ([`crate::wasm_vmcrypto_path`]) instead of the default one.
+    /// Default false.
+    pub vm_crypto: bool,
 }
 
 impl Opts {
@@ -49,6 +52,7 @@ impl Opts {
             route_extra: None,
             fail_open: false,
             runtime: BTreeMap::new(),
+            vm_crypto: false,
         }
     }
 
@@ -112,6 +116,12 @@ impl Opts {
         self
     }
 
+    /// Runs the fallback build (`vm-crypto`: RSA and ECDSA inside the VM) instead of the default.
+    pub fn vm_crypto(mut self) -> Self {
+        self.vm_crypto = true;
+        self
+    }
+
     /// Sets the wasm filter's `fail_open`.
     pub fn fail_open(mut self, yes: bool) -> Self {
         self.fail_open = yes;
@@ -122,7 +132,8 @@ impl Opts {
 /// The name of the test listener (see [`crate::Envoy::listener_port`]).
 pub const LISTENER: &str = "main";
 
-/// An Envoy bootstrap (YAML) whose listener runs svcauth (from [`crate::wasm_path`]) with the
+/// An Envoy bootstrap (YAML) whose listener runs svcauth (from [`crate::wasm_path`], or
+/// [`crate::wasm_vmcrypto_path`] with [`Opts::vm_crypto`]) with the
 /// given plugin configuration (JSON text, passed through verbatim as a StringValue).
 pub fn bootstrap(plugin_config_json: &str, opts: &Opts) -> String {
     render(&bootstrap_of(plugin_config_json, opts))
@@ -165,12 +176,19 @@ pub fn bootstrap_of(plugin_config_json: &str, opts: &Opts) -> Bootstrap {
     }
 }
 
-/// The svcauth wasm filter block (YAML mapping) of the test bootstraps.
+/// The svcauth wasm filter block (YAML mapping) of the test bootstraps: the default module
+/// ([`crate::wasm_path`]), or the fallback build with [`Opts::vm_crypto`]
+/// ([`crate::wasm_vmcrypto_path`]).
 pub fn svcauth_filter(plugin_config_json: &str, opts: &Opts) -> String {
+    let wasm = if opts.vm_crypto {
+        crate::wasm_vmcrypto_path()
+    } else {
+        crate::wasm_path()
+    };
     wasm_filter(&WasmFilter {
         name: "svcauth".into(),
         fail_open: opts.fail_open,
-        wasm: crate::wasm_path().to_string_lossy().into_owned(),
+        wasm: wasm.to_string_lossy().into_owned(),
         configuration: Some(plugin_config_json.to_string()),
         env: opts.env.clone(),
     })

@@ -43,7 +43,7 @@ pub use bootstrap::{bootstrap, bootstrap_of, svcauth_filter, Opts, LISTENER};
 pub use client::{http, http_body, http_raw, try_http, try_http_raw, Response};
 pub use envoy::{tail, Envoy, RunDir};
 pub use otlp::{OtlpReceiver, SpanRecord};
-pub use paths::{envoy_bin, repo_root, wasm_path};
+pub use paths::{envoy_bin, repo_root, wasm_path, wasm_vmcrypto_path};
 pub use server::{EchoUpstream, HttpServer, Reply, Request};
 pub use svcauth_bootstrap::{self as generator, indent, loopback_cluster, render, yaml_str};
 

@@ -42,3 +42,19 @@ pub fn wasm_path() -> PathBuf {
     );
     std::fs::canonicalize(&path).unwrap_or(path)
 }
+
+/// The fallback build (the filter with the `vm-crypto` feature: RSA and ECDSA inside the VM):
+/// `$SVCAUTH_WASM_VMCRYPTO`, else `target/wasm32-wasip1/release/svcauth_filter_vmcrypto.wasm`
+/// (scripts/build-wasm builds both). Panics with a hint when it does not exist.
+pub fn wasm_vmcrypto_path() -> PathBuf {
+    let path = match std::env::var_os("SVCAUTH_WASM_VMCRYPTO").filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join("target/wasm32-wasip1/release/svcauth_filter_vmcrypto.wasm"),
+    };
+    assert!(
+        path.is_file(),
+        "no fallback filter wasm at {}: run scripts/build-wasm (or simply scripts/test), or set SVCAUTH_WASM_VMCRYPTO",
+        path.display()
+    );
+    std::fs::canonicalize(&path).unwrap_or(path)
+}

@@ -3,7 +3,8 @@
 //! answer requests whose wait for keys has run out; dispatch the refetches request contexts
 //! ask for through the VM's queue.
 //!
-//! Uses: `state`, `host`, `jwks`, `request` (to answer waiting requests), the core's `config`.
+//! Uses: `state`, `host`, `crypto` (the signature backends' check), `jwks`, `request` (to
+//! answer waiting requests), the core's `config`.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -51,6 +52,12 @@ impl Root {
             None
         };
         let shared = Shared::new(host, config, define, nonce, queue);
+        super::crypto::check_backends(
+            &shared.config,
+            &shared.crypto,
+            &*shared.host,
+            crate::token::alg::RSA_EC_IN_VM,
+        )?;
         super::signed::prepare(&*shared.host, &shared.config);
         shared.log(Level::Info, || {
             format!(

@@ -105,7 +105,7 @@ pub(super) fn algorithms(
     let mut algs = Vec::new();
     for n in names {
         let Some(a) = Alg::from_name(&n) else {
-            return err(at, format!("unsupported algorithm {n:?} (supported: HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, ES512, EdDSA)"));
+            return err(at, crate::token::alg::unsupported(&n));
         };
         if !usable.contains(&a) {
             return err(

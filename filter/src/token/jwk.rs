@@ -16,12 +16,13 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::token::alg::Alg;
+pub use crate::token::spki::RsaKey;
 
 /// The public (or, for HMAC, secret) material of one key.
 #[derive(Clone)]
 pub enum KeyMaterial {
     Hmac(Vec<u8>),
-    Rsa(rsa::PublicKey),
+    Rsa(RsaKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
@@ -203,6 +204,12 @@ fn read_key(obj: &Map<String, Value>) -> Result<Outcome, String> {
             None if is_encryption_alg(name) => {
                 return Ok(Skip(format!("an encryption key (alg {name:?})")))
             }
+            None if name.starts_with("PS") && !crate::token::alg::RSA_EC_IN_VM => {
+                return Ok(Skip(format!(
+                    "alg {name:?} (RSA-PSS) needs the vm-crypto build, {}",
+                    crate::token::alg::FALLBACK_WASM
+                )))
+            }
             None => return Ok(Skip(format!("unsupported alg {name:?}"))),
         },
     };
@@ -221,19 +228,46 @@ fn read_key(obj: &Map<String, Value>) -> Result<Outcome, String> {
                     _ => "P-256",
                 },
             };
+            // From the affine coordinates (what `from_sec1_bytes` does for an uncompressed
+            // point: canonical coordinates on the curve), without linking point decompression.
+            use p256::elliptic_curve::point::AffineCoordinates as _;
             match crv {
-                "P-256" => KeyMaterial::P256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(obj, 32)?)
-                        .map_err(|_| "not a point on P-256".to_string())?,
-                ),
-                "P-384" => KeyMaterial::P384(
-                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(obj, 48)?)
-                        .map_err(|_| "not a point on P-384".to_string())?,
-                ),
-                "P-521" => KeyMaterial::P521(
-                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(obj, 66)?)
-                        .map_err(|_| "not a point on P-521".to_string())?,
-                ),
+                "P-256" => {
+                    let (x, y) = ec_xy(obj, 32)?;
+                    let point = Option::from(p256::AffinePoint::from_coordinates(
+                        &p256::FieldBytes::try_from(x.as_slice()).map_err(|_| "bad x")?,
+                        &p256::FieldBytes::try_from(y.as_slice()).map_err(|_| "bad y")?,
+                    ));
+                    KeyMaterial::P256(
+                        point
+                            .and_then(|p| p256::ecdsa::VerifyingKey::from_affine(p).ok())
+                            .ok_or("not a point on P-256")?,
+                    )
+                }
+                "P-384" => {
+                    let (x, y) = ec_xy(obj, 48)?;
+                    let point = Option::from(p384::AffinePoint::from_coordinates(
+                        &p384::FieldBytes::try_from(x.as_slice()).map_err(|_| "bad x")?,
+                        &p384::FieldBytes::try_from(y.as_slice()).map_err(|_| "bad y")?,
+                    ));
+                    KeyMaterial::P384(
+                        point
+                            .and_then(|p| p384::ecdsa::VerifyingKey::from_affine(p).ok())
+                            .ok_or("not a point on P-384")?,
+                    )
+                }
+                "P-521" => {
+                    let (x, y) = ec_xy(obj, 66)?;
+                    let point = Option::from(p521::AffinePoint::from_coordinates(
+                        &p521::FieldBytes::try_from(x.as_slice()).map_err(|_| "bad x")?,
+                        &p521::FieldBytes::try_from(y.as_slice()).map_err(|_| "bad y")?,
+                    ));
+                    KeyMaterial::P521(
+                        point
+                            .and_then(|p| p521::ecdsa::VerifyingKey::from_affine(p).ok())
+                            .ok_or("not a point on P-521")?,
+                    )
+                }
                 other => return Ok(Skip(format!("unsupported EC curve {other:?}"))),
             }
         }
@@ -266,7 +300,7 @@ fn read_key(obj: &Map<String, Value>) -> Result<Outcome, String> {
 }
 
 /// `Ok(Err(reason))`: a well-formed RSA key svcauth does not use (weak, odd exponent).
-fn rsa_key(obj: &Map<String, Value>) -> Result<Result<rsa::PublicKey, String>, String> {
+fn rsa_key(obj: &Map<String, Value>) -> Result<Result<RsaKey, String>, String> {
     let n = strip_zeros(field(obj, "n")?);
     let e = strip_zeros(field(obj, "e")?);
     let bits = n
@@ -281,13 +315,9 @@ fn rsa_key(obj: &Map<String, Value>) -> Result<Result<rsa::PublicKey, String>, S
     if e.as_slice() != [3] && e.as_slice() != [1, 0, 1] {
         return Ok(Err("RSA exponent other than 3 or 65537".into()));
     }
-    rsa::PublicKey::new_with_size_limits(
-        rsa::BoxedUint::from_be_slice_vartime(&n),
-        rsa::BoxedUint::from_be_slice_vartime(&e),
-        RSA_MIN_BITS..=RSA_MAX_BITS,
-    )
-    .map(Ok)
-    .map_err(|e| format!("bad RSA key: {e}"))
+    RsaKey::new(&n, &e, RSA_MIN_BITS..=RSA_MAX_BITS)
+        .map(Ok)
+        .map_err(|e| format!("bad RSA key: {e}"))
 }
 
 fn strip_zeros(mut v: Vec<u8>) -> Vec<u8> {
@@ -298,9 +328,9 @@ fn strip_zeros(mut v: Vec<u8>) -> Vec<u8> {
 
 /// The SubjectPublicKeyInfo DER of an RSA or EC key (RustCrypto's encoders); empty for others.
 fn spki_der(m: &KeyMaterial) -> Vec<u8> {
-    use rsa::pkcs8::EncodePublicKey as _;
+    use p256::pkcs8::EncodePublicKey as _;
     let doc = match m {
-        KeyMaterial::Rsa(k) => k.to_public_key_der(),
+        KeyMaterial::Rsa(k) => return k.spki_der().unwrap_or_default(),
         KeyMaterial::P256(k) => k.to_public_key_der(),
         KeyMaterial::P384(k) => k.to_public_key_der(),
         KeyMaterial::P521(k) => k.to_public_key_der(),
@@ -321,14 +351,8 @@ fn coordinate(obj: &Map<String, Value>, name: &str, len: usize) -> Result<Vec<u8
     Ok(out)
 }
 
-fn ec_point(obj: &Map<String, Value>, len: usize) -> Result<Vec<u8>, String> {
-    let x = coordinate(obj, "x", len)?;
-    let y = coordinate(obj, "y", len)?;
-    let mut point = Vec::with_capacity(1 + 2 * len);
-    point.push(0x04);
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
-    Ok(point)
+fn ec_xy(obj: &Map<String, Value>, len: usize) -> Result<(Vec<u8>, Vec<u8>), String> {
+    Ok((coordinate(obj, "x", len)?, coordinate(obj, "y", len)?))
 }
 
 /// The keys that may verify a token with `alg` and `kid`, in key-set order, from one or more

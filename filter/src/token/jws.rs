@@ -143,6 +143,11 @@ pub trait HostVerify {
     fn verify(&self, alg: Alg, spki: &[u8], signature: &[u8], text: &[u8]) -> Option<bool>;
     /// Told when a signature was verified inside the VM while this host was offered.
     fn verified_in_vm(&self) {}
+    /// Whether the VM may verify an RS*/ES* signature this host did not: false in the default
+    /// `.wasm` (no RSA/ECDSA in the VM: such a signature verifies nothing, fail-closed).
+    fn vm_verifies_rsa_ec(&self) -> bool {
+        crate::token::vmcrypto::RSA_EC_IN_VM
+    }
 }
 
 thread_local! {
@@ -228,6 +233,9 @@ fn check(alg: Alg, key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
         if !alg.is_hmac() && alg.family() != AlgorithmFamily::Ed {
             if let Some(valid) = h.verify(alg, key, sig, msg) {
                 return valid;
+            }
+            if !h.vm_verifies_rsa_ec() {
+                return false;
             }
         }
     }

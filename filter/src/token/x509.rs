@@ -9,7 +9,7 @@ use der::{DecodePem as _, Encode as _};
 use serde_json::{Map, Value};
 use x509_cert::Certificate;
 
-use crate::token::jwk::{Key, KeyMaterial, ParsedSet, MAX_KEYS};
+use crate::token::jwk::{Key, KeyMaterial, ParsedSet, RsaKey, MAX_KEYS};
 
 const PREFIX: &str = "-----BEGIN CERTIFICATE-----\n";
 const SUFFIX: &str = "\n-----END CERTIFICATE-----\n";
@@ -42,17 +42,16 @@ pub fn parse_x509_set(top: &Map<String, Value>) -> Result<ParsedSet, String> {
     Ok(out)
 }
 
-fn rsa_key(pem: &str) -> Result<rsa::PublicKey, String> {
-    use rsa::pkcs8::DecodePublicKey as _;
+fn rsa_key(pem: &str) -> Result<RsaKey, String> {
     let cert = Certificate::from_pem(pem).map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let spki = cert
         .tbs_certificate()
         .subject_public_key_info()
         .to_der()
         .map_err(|e| format!("bad public key: {e}"))?;
-    let key = rsa::PublicKey::from_public_key_der(&spki)
-        .map_err(|_| "its public key is not an RSA key".to_string())?;
-    let bits = rsa::traits::PublicKeyParts::n_bytes(&key).len() * 8;
+    let key =
+        RsaKey::from_spki_der(&spki).map_err(|_| "its public key is not an RSA key".to_string())?;
+    let bits = key.n_len() * 8;
     if !(2048..=8192).contains(&bits) {
         return Err(format!("RSA modulus of {bits} bits (allowed 2048-8192)"));
     }
