@@ -129,10 +129,8 @@ impl std::fmt::Display for Check {
 
 /// Receives each passed check of a decision or verification, in order, with a lazily built
 /// detail, then the failed one if any. The silent observer `()` compiles to nothing.
-///
-/// `pass` takes the check's [`Check::name`] (every call site passes one).
 pub trait Explain {
-    fn pass(&mut self, check: &'static str, detail: impl FnOnce() -> String);
+    fn pass(&mut self, check: Check, detail: impl FnOnce() -> String);
 
     /// The check that failed (the denial's `check`), once, after the passed ones.
     fn fail(&mut self, check: Check, detail: impl FnOnce() -> String) {
@@ -143,7 +141,7 @@ pub trait Explain {
 /// The silent observer of the data path: compiles to nothing.
 impl Explain for () {
     #[inline(always)]
-    fn pass(&mut self, _check: &'static str, _detail: impl FnOnce() -> String) {}
+    fn pass(&mut self, _check: Check, _detail: impl FnOnce() -> String) {}
 
     #[inline(always)]
     fn fail(&mut self, _check: Check, _detail: impl FnOnce() -> String) {}

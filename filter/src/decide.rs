@@ -127,9 +127,9 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
             });
         }
     };
-    ex.pass(Check::Path.name(), || "one reading".into());
+    ex.pass(Check::Path, || "one reading".into());
     if config.bypass_cors_preflight && is_preflight(method, headers) {
-        ex.pass(Check::Rule.name(), || {
+        ex.pass(Check::Rule, || {
             "CORS preflight: bypassed (bypass_cors_preflight)".into()
         });
         return Decision::Allow(Allowed {
@@ -145,14 +145,10 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
             format!("no_matching_rule: no rule matches {method} {path}")
         });
     };
-    ex.pass(Check::Rule.name(), || {
-        format!("#{ri} matches {method} {path}")
-    });
+    ex.pass(Check::Rule, || format!("#{ri} matches {method} {path}"));
     let (providers, scopes_all, scopes_any, required_claims) = match &rule.action {
         Action::Allow => {
-            ex.pass(Check::Token.name(), || {
-                "not needed: the rule is open".into()
-            });
+            ex.pass(Check::Token, || "not needed: the rule is open".into());
             return Decision::Allow(Allowed {
                 rule: Some(ri),
                 identity: None,
@@ -207,7 +203,7 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
                 let d = Denial::bare(Reason::InvalidCredentials, Check::Credentials, Some(ri));
                 return refuse(ex, d, || "invalid_credentials: no such provider".into());
             };
-            ex.pass(Check::Token.name(), || {
+            ex.pass(Check::Token, || {
                 format!("static credentials of provider {:?}", provider.name)
             });
             // Static credentials only where a rule names their provider.
@@ -224,7 +220,7 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
                     )
                 });
             }
-            ex.pass(Check::RuleProvider.name(), || {
+            ex.pass(Check::RuleProvider, || {
                 format!("the rule names {:?}", provider.name)
             });
             let checked = provider
@@ -242,7 +238,7 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
                     "invalid_credentials: the id or the secret is missing or wrong".into()
                 });
             };
-            ex.pass(Check::Credentials.name(), || format!("id {id:?}"));
+            ex.pass(Check::Credentials, || format!("id {id:?}"));
             let identity = Verified {
                 provider: pi,
                 subject: id.to_string(),
@@ -281,19 +277,17 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
                     )
                 });
             }
-            ex.pass(Check::Token.name(), || {
+            ex.pass(Check::Token, || {
                 format!("found in {} ({} bytes)", place(), t.len())
             });
             let Some(now) = clock() else {
                 let d = Denial::bare(Reason::ClockUnavailable, Check::Clock, Some(ri));
                 return refuse(ex, d, || "clock_unavailable: the host clock failed".into());
             };
-            ex.pass(Check::Clock.name(), || format!("now {now}"));
+            ex.pass(Check::Clock, || format!("now {now}"));
             let (verified, hit) = match cache.get(t, now) {
                 Some(v) => {
-                    ex.pass(Check::Signature.name(), || {
-                        "verified earlier (cached)".into()
-                    });
+                    ex.pass(Check::Signature, || "verified earlier (cached)".into());
                     (v, true)
                 }
                 None => match verify::verify_with_keys(config, keys, crypto, t, now, ex) {
@@ -340,7 +334,7 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
                     )
                 });
             }
-            ex.pass(Check::TokenLocation.name(), || {
+            ex.pass(Check::TokenLocation, || {
                 format!("provider {:?} reads {}", provider.name, place())
             });
             let remove = if provider.forward_token {
@@ -375,12 +369,12 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
             });
         }
         if credentials.is_none() {
-            ex.pass(Check::RuleProvider.name(), || {
+            ex.pass(Check::RuleProvider, || {
                 format!("the rule accepts {:?}", pname())
             });
         }
     } else {
-        ex.pass(Check::RuleProvider.name(), || {
+        ex.pass(Check::RuleProvider, || {
             "the rule accepts any provider".into()
         });
     }
@@ -401,7 +395,7 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
             format!("claim_not_allowed: the rule requires {name}={want}; the token has {got}")
         });
     }
-    ex.pass(Check::RuleClaims.name(), || {
+    ex.pass(Check::RuleClaims, || {
         if required_claims.is_empty() {
             return "none required".into();
         }
@@ -436,7 +430,7 @@ pub fn decide_observed<K: AsRef<str>, V: AsRef<str>, E: Explain>(
             )
         });
     }
-    ex.pass(Check::RuleScopes.name(), || {
+    ex.pass(Check::RuleScopes, || {
         format!(
             "granted {:?} satisfies: {}",
             verified.scopes_joined,

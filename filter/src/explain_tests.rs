@@ -28,9 +28,9 @@ struct Seen {
 }
 
 impl Explain for Seen {
-    fn pass(&mut self, check: &'static str, detail: impl FnOnce() -> String) {
+    fn pass(&mut self, check: Check, detail: impl FnOnce() -> String) {
         assert!(self.failed.is_none(), "{check} passed after a failure");
-        self.passed.push((check, detail()));
+        self.passed.push((check.name(), detail()));
     }
     fn fail(&mut self, check: Check, detail: impl FnOnce() -> String) {
         assert!(

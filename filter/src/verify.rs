@@ -113,7 +113,7 @@ fn walk<E: Explain>(
     ex: &mut E,
 ) -> Result<Verified, Failure> {
     let parsed = jws::parse(token).map_err(|r| Failure::at(Check::Format, r))?;
-    ex.pass(Check::Format.name(), || {
+    ex.pass(Check::Format, || {
         format!(
             "compact JWS, alg {}, kid {}, typ {}",
             parsed.alg.name(),
@@ -123,7 +123,7 @@ fn walk<E: Explain>(
     });
     let Claims(claims) = serde_json::from_slice(&parsed.payload)
         .map_err(|_| Failure::at(Check::Claims, Reason::TokenMalformed))?;
-    ex.pass(Check::Claims.name(), || {
+    ex.pass(Check::Claims, || {
         format!("{} claims, no duplicates", claims.len())
     });
     let iss = match claims.get("iss") {
@@ -139,7 +139,7 @@ fn walk<E: Explain>(
     else {
         return Err(Failure::at(Check::Issuer, Reason::IssuerMismatch));
     };
-    ex.pass(Check::Issuer.name(), || {
+    ex.pass(Check::Issuer, || {
         format!("{iss:?} selects provider {:?}", provider.name)
     });
     // Read early so that denials before the signature can log what the token claims, as
@@ -164,17 +164,17 @@ fn walk<E: Explain>(
     if !provider.algorithms.contains(&parsed.alg) {
         return Err(fail(Check::Algorithm, Reason::AlgNotAllowed));
     }
-    ex.pass(Check::Algorithm.name(), || {
+    ex.pass(Check::Algorithm, || {
         format!("{} is allowed", parsed.alg.name())
     });
     if let Some(want) = &provider.typ {
         if !typ_matches(parsed.typ.as_deref(), want) {
             return Err(fail(Check::Type, Reason::WrongTokenType));
         }
-        ex.pass(Check::Type.name(), || format!("typ is {want}"));
+        ex.pass(Check::Type, || format!("typ is {want}"));
     }
     let exp = check_time(provider, &claims, now).map_err(|r| fail(Check::Lifetime, r))?;
-    ex.pass(Check::Lifetime.name(), || {
+    ex.pass(Check::Lifetime, || {
         if exp == i64::MAX {
             return "no exp (the provider sets require_expiration: false)".into();
         }
@@ -185,7 +185,7 @@ fn walk<E: Explain>(
         )
     });
     check_audience(provider, &claims).map_err(|r| fail(Check::Audience, r))?;
-    ex.pass(Check::Audience.name(), || match &provider.audiences {
+    ex.pass(Check::Audience, || match &provider.audiences {
         Some(a) => format!("one of {a:?}"),
         None => "not checked (no audiences configured)".into(),
     });
@@ -194,7 +194,7 @@ fn walk<E: Explain>(
             return Err(fail(Check::RequiredClaims, Reason::ClaimMismatch));
         }
     }
-    ex.pass(Check::RequiredClaims.name(), || {
+    ex.pass(Check::RequiredClaims, || {
         if provider.required_claims.is_empty() {
             return "none required".into();
         }
@@ -208,7 +208,7 @@ fn walk<E: Explain>(
     let Some(subject) = subject.clone() else {
         return Err(fail(Check::Subject, Reason::ClaimMismatch));
     };
-    ex.pass(Check::Subject.name(), || {
+    ex.pass(Check::Subject, || {
         format!("{} = {subject:?}", provider.subject_claim)
     });
     let fetched: &[Key] = store.get(pi).map_or(&[], |l| l.keys.as_slice());
@@ -227,7 +227,7 @@ fn walk<E: Explain>(
     if candidates.is_empty() {
         return Err(fail(Check::Key, Reason::UnknownKid));
     }
-    ex.pass(Check::Key.name(), || {
+    ex.pass(Check::Key, || {
         format!(
             "{} candidate key(s) for alg {}, kid {}",
             candidates.len(),
@@ -238,7 +238,7 @@ fn walk<E: Explain>(
     let Some(key) = candidates.iter().find(|k| crypto.verify(&parsed, k)) else {
         return Err(fail(Check::Signature, Reason::BadSignature));
     };
-    ex.pass(Check::Signature.name(), || {
+    ex.pass(Check::Signature, || {
         format!(
             "verified with key {}",
             key.kid.as_deref().unwrap_or("(no kid)")
@@ -253,7 +253,7 @@ fn walk<E: Explain>(
         unverified_subject: None,
     };
     let scopes = scopes_of(provider, &claims).map_err(|r| fail(Check::Scopes, r))?;
-    ex.pass(Check::Scopes.name(), || {
+    ex.pass(Check::Scopes, || {
         match provider
             .scope_claims
             .iter()
@@ -275,7 +275,7 @@ fn walk<E: Explain>(
         }
     }
     if !provider.claim_to_headers.is_empty() {
-        ex.pass(Check::ClaimHeaders.name(), || {
+        ex.pass(Check::ClaimHeaders, || {
             let names: Vec<&str> = claim_headers.iter().map(|(h, _)| h.as_str()).collect();
             match names.len() {
                 0 => "none set (their claims are absent)".into(),

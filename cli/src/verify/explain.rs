@@ -25,9 +25,9 @@ impl Recorder {
 }
 
 impl Explain for Recorder {
-    fn pass(&mut self, check: &'static str, detail: impl FnOnce() -> String) {
+    fn pass(&mut self, check: Check, detail: impl FnOnce() -> String) {
         self.lines.push(Line {
-            name: check,
+            name: check.name(),
             ok: true,
             detail: detail(),
         });

@@ -1,6 +1,7 @@
 //! No input panics: plugin configs, JWK Sets, fetched bodies, tokens and requests, generated;
 //! and `--explain` at the edges of the clock.
 
+use crate::check::Check;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -97,7 +98,7 @@ proptest! {
 struct Recorder<'a>(&'a mut Vec<String>);
 
 impl verify::Explain for Recorder<'_> {
-    fn pass(&mut self, check: &'static str, detail: impl FnOnce() -> String) {
+    fn pass(&mut self, check: Check, detail: impl FnOnce() -> String) {
         self.0.push(format!("{check}: {}", detail()));
     }
 }
