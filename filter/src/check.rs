@@ -57,15 +57,17 @@ pub enum Check {
     RuleClaims,
     /// The granted scopes cover the rule's (`insufficient_scope`).
     RuleScopes,
-    /// A denial made after `decide` allowed the request: a rate limit or a request signature
-    /// (the adapter's [`crate::decide::Denial::of`]).
-    AfterDecision,
+    /// After `decide` allowed the request, the adapter's checks: the request's own signature
+    /// (`signed_requests`: `bad_request_signature`, `body_too_large`, …)…
+    RequestSignature,
+    /// … and the caller's rate limit (`rate_limited`).
+    RateLimit,
 }
 
 impl Check {
     /// Every check, in the order a request meets them (a token's walk skips `Credentials`; a
     /// static credential's goes `Token`, `RuleProvider`, `Credentials`, `RuleClaims`, ...).
-    pub const ALL: [Check; 23] = [
+    pub const ALL: [Check; 24] = [
         Check::Path,
         Check::Rule,
         Check::Token,
@@ -88,7 +90,8 @@ impl Check {
         Check::Credentials,
         Check::RuleClaims,
         Check::RuleScopes,
-        Check::AfterDecision,
+        Check::RequestSignature,
+        Check::RateLimit,
     ];
 
     /// The check's name, as `svcauth verify --explain` prints it.
@@ -116,7 +119,8 @@ impl Check {
             Check::RuleProvider => "rule provider",
             Check::RuleClaims => "rule claims",
             Check::RuleScopes => "rule scopes",
-            Check::AfterDecision => "after decision",
+            Check::RequestSignature => "request signature",
+            Check::RateLimit => "rate limit",
         }
     }
 }

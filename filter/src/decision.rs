@@ -63,10 +63,11 @@ impl Denial {
         }
     }
 
-    /// A denial with only a reason (no rule, provider or caller known), made after `decide`
-    /// allowed the request (a rate limit, a request signature): [`Check::AfterDecision`].
-    pub fn of(reason: Reason) -> Denial {
-        Denial::bare(reason, Check::AfterDecision, None)
+    /// A denial with only a reason and the check that made it (no rule, provider or caller
+    /// known yet): the adapter's checks after `decide` allowed the request
+    /// ([`Check::RequestSignature`], [`Check::RateLimit`]).
+    pub fn after(check: Check, reason: Reason) -> Denial {
+        Denial::bare(reason, check, None)
     }
 }
 

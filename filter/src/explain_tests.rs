@@ -257,7 +257,10 @@ fn every_denial_names_the_check_that_failed() {
         explained(&cfg, c);
     }
     for check in Check::ALL {
-        let decided_elsewhere = matches!(check, Check::Clock | Check::AfterDecision);
+        let decided_elsewhere = matches!(
+            check,
+            Check::Clock | Check::RequestSignature | Check::RateLimit
+        );
         assert!(
             decided_elsewhere || covered.contains(&check),
             "no case fails at {check}"
@@ -483,6 +486,6 @@ fn a_clock_that_fails_and_a_denial_after_the_decision_are_named_too() {
         (Reason::ClockUnavailable, Check::Clock)
     );
     assert_eq!(seen.failed.map(|(c, _)| c), Some(Check::Clock));
-    let later = crate::decide::Denial::of(Reason::RateLimited);
-    assert_eq!(later.check, Check::AfterDecision);
+    let later = crate::decide::Denial::after(Check::RateLimit, Reason::RateLimited);
+    assert_eq!(later.check, Check::RateLimit);
 }

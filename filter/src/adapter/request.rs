@@ -15,6 +15,7 @@ use super::signed::{self, AtHeaders};
 use super::state::Shared;
 use super::waiters::Waiter;
 use crate::cache::TokenCache;
+use crate::check::Check;
 use crate::config::{HeaderFate, TagsAs};
 use crate::contract::names::{
     HEADER_SCOPES, HEADER_SERVICE, PROP_DECISION, PROP_PROVIDER, PROP_REASON, PROP_SERVICE,
@@ -310,7 +311,7 @@ pub fn apply<K: AsRef<str>, V: AsRef<str>>(
                 provider: Some(id.provider),
                 subject: Some(id.subject.clone()),
                 cache_hit: a.cache_hit,
-                ..Denial::of(Reason::RateLimited)
+                ..Denial::after(Check::RateLimit, Reason::RateLimited)
             };
             shared.counters.cache(a.cache_hit);
             return (deny(shared, headers, &d, Some(retry)), None);

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::host::{Host, SharedError};
+use crate::check::Check;
 use crate::config::Config;
 use crate::contract::reason::Reason;
 use crate::decide::{self, Allowed, Denial};
@@ -137,7 +138,7 @@ fn denial(allowed: &Allowed, reason: Reason) -> Denial {
         // The token verified: the caller is known.
         subject: allowed.identity.as_ref().map(|id| id.subject.clone()),
         cache_hit: allowed.cache_hit,
-        ..Denial::of(reason)
+        ..Denial::after(Check::RequestSignature, reason)
     }
 }
 

@@ -219,3 +219,60 @@ fn a_verified_denial_names_its_caller_and_a_forged_one_does_not() {
         "{line}"
     );
 }
+
+#[test]
+fn a_caller_over_its_rate_limit_gets_429_with_retry_after_and_is_counted_not_forwarded() {
+    let host = Rc::new(FakeHost::at(NOW));
+    let mut config = fixtures::config_json();
+    config["rate_limits"] = json!([{"callers": ["*"], "requests_per_minute": 60, "burst": 2}]);
+    let (root, ids) = configured(&host, &config);
+    let shared = root.shared.clone().unwrap();
+    let auth = bearer(&token(Fixture::Ec256, &claims(NOW)));
+    let req = [
+        (":method", "GET"),
+        (":path", "/orders"),
+        ("authorization", auth.as_str()),
+        ("x-request-id", "rid-rl"),
+    ];
+    // The burst: two forwarded, with the caller's identity.
+    for id in 1..=2 {
+        let (o, _) = super::run_request(&host, &shared, id, &req);
+        assert_eq!(o, Outcome::Continue, "request {id}");
+        assert_eq!(
+            host.header(id, "x-service-name").as_deref(),
+            Some("orders-service")
+        );
+    }
+    // The third in the same second: refused by the adapter after `decide` allowed it.
+    let (o, _) = super::run_request(&host, &shared, 3, &req);
+    assert_eq!(o, Outcome::Pause);
+    assert_eq!(host.header(3, "x-service-name"), None);
+    let replies = host.replies.borrow().clone();
+    let (id, status, headers, body) = replies.last().unwrap();
+    assert_eq!((*id, *status), (3, 429));
+    assert!(headers.contains(&("retry-after".into(), "1".into())));
+    assert!(headers.contains(&("x-svcauth-reason".into(), "rate_limited".into())));
+    assert!(!headers.iter().any(|(k, _)| k == "www-authenticate"));
+    assert!(body.contains("rate_limited"), "{body}");
+    // Tagged with the verified caller; the denial line names it too.
+    assert_eq!(
+        host.properties
+            .borrow()
+            .get(&(3, "svcauth_reason".to_string()))
+            .map(String::as_str),
+        Some("rate_limited")
+    );
+    assert_eq!(
+        host.properties
+            .borrow()
+            .get(&(3, "svcauth_service".to_string()))
+            .map(String::as_str),
+        Some("orders-service")
+    );
+    let line = host.logs.borrow().last().unwrap().1.clone();
+    assert!(line.contains("\"reason\":\"rate_limited\""), "{line}");
+    assert!(line.contains("\"subject\":\"orders-service\""), "{line}");
+    shared.counters.flush(&*host);
+    assert_eq!(host.counter(ids["svcauth.allowed"]), 2);
+    assert_eq!(host.counter(ids["svcauth.denied.rate_limited"]), 1);
+}
