@@ -9,7 +9,7 @@
 //! one VM allocation per `get_headers`, which the SDK makes; it is not counted here.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -215,19 +215,8 @@ fn each_request_path_makes_the_host_calls_and_allocations_of_bench_readme() {
     let fake = Rc::new(FakeHost::at(NOW));
     let host: Rc<dyn Host> = Rc::new(Measured(fake.clone()));
     let mut root = Root::default();
-    let next = RefCell::new(0u32);
-    let define = |_: &str, _gauge: bool| {
-        *next.borrow_mut() += 1;
-        Some(*next.borrow())
-    };
-    root.configure(
-        host,
-        fixtures::config_json().to_string().as_bytes(),
-        &fixtures::env,
-        &define,
-        &|_| Some(7),
-    )
-    .unwrap();
+    let config = fixtures::config_json();
+    super::tests::configure(&mut root, &fake, host, &config, &fixtures::env);
     let shared = root.shared.clone().unwrap();
     let bearer = |t: String| Some(format!("Bearer {t}"));
     let hs = |n: i64| hmac_token(Alg::HS256, &claims_with(NOW, json!({"jti": n})));

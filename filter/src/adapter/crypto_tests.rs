@@ -1,7 +1,6 @@
 //! Tests of `crypto`: the signature backends of a build with and without RSA/ECDSA in the VM,
 //! on a host without `verify_signature` (the double has no foreign functions).
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -26,17 +25,10 @@ fn backends(
     config: &Config,
     vm_rsa_ec: bool,
 ) -> (HostCrypto, Rc<Counters>, BTreeMap<String, u32>) {
-    let names = RefCell::new(BTreeMap::new());
-    let define = |name: &str, _gauge: bool| {
-        let mut n = names.borrow_mut();
-        let id = u32::try_from(n.len()).unwrap() + 1;
-        n.insert(name.to_string(), id);
-        Some(id)
-    };
-    let counters = Rc::new(Counters::define(config, &define));
+    let counters = Rc::new(Counters::define(config, &|n, g| host.define_metric(n, g)));
     let dyn_host: Rc<dyn Host> = host.clone();
     let crypto = HostCrypto::with_vm(config.host_crypto, vm_rsa_ec, dyn_host, counters.clone());
-    (crypto, counters, names.into_inner())
+    (crypto, counters, host.metric_ids())
 }
 
 fn verifies(crypto: &HostCrypto, config: &Config, token: &str) -> bool {

@@ -38,6 +38,8 @@ pub struct FakeHost {
     pub call_body: RefCell<Vec<u8>>,
     pub logs: RefCell<Vec<(Level, String)>>,
     pub counters: RefCell<BTreeMap<u32, u64>>,
+    /// Metrics defined (`define_metric`): name → id, the same id for the same name, as Envoy.
+    pub metrics: RefCell<BTreeMap<String, u32>>,
     /// Every host call by name, in order.
     pub calls: RefCell<Vec<&'static str>>,
     /// The buffered request body, per context.
@@ -96,6 +98,18 @@ impl FakeHost {
 
     pub fn total_calls(&self) -> usize {
         self.calls.borrow().len()
+    }
+
+    /// Defines metric `name` (the `define` a root is configured with): its id, stable by name.
+    pub fn define_metric(&self, name: &str, _gauge: bool) -> Option<u32> {
+        let mut m = self.metrics.borrow_mut();
+        let next = u32::try_from(m.len()).ok()? + 1;
+        Some(*m.entry(name.to_string()).or_insert(next))
+    }
+
+    /// The ids of the metrics defined so far, by name.
+    pub fn metric_ids(&self) -> BTreeMap<String, u32> {
+        self.metrics.borrow().clone()
     }
 
     pub fn counter(&self, id: u32) -> u64 {

@@ -15,7 +15,6 @@ mod signatures;
 mod state_machines;
 mod token_sources;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -27,26 +26,30 @@ use super::request::{self, Outcome, Stream};
 use super::root::Root;
 use crate::fixtures::{self, claims, token, Fixture, NOW};
 
-/// A root configured with `config` on `host`; the counter ids by name.
-fn configured(host: &Rc<FakeHost>, config: &serde_json::Value) -> (Root, BTreeMap<String, u32>) {
-    let names = RefCell::new(BTreeMap::new());
-    let define = |name: &str, _gauge: bool| {
-        let mut n = names.borrow_mut();
-        let id = u32::try_from(n.len()).unwrap() + 1;
-        n.insert(name.to_string(), id);
-        Some(id)
-    };
-    let mut root = Root::default();
-    let dyn_host: Rc<dyn Host> = host.clone();
+/// Configures `root` with `config` on `host` (which may wrap `fake`), the metrics defined on
+/// `fake`, the environment `env`.
+pub(super) fn configure(
+    root: &mut Root,
+    fake: &FakeHost,
+    host: Rc<dyn Host>,
+    config: &serde_json::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) {
     root.configure(
-        dyn_host,
+        host,
         config.to_string().as_bytes(),
-        &fixtures::env,
-        &define,
+        env,
+        &|name, gauge| fake.define_metric(name, gauge),
         &|_| Some(7),
     )
     .unwrap();
-    (root, names.into_inner())
+}
+
+/// A root configured with `config` on `host`; the counter ids by name.
+fn configured(host: &Rc<FakeHost>, config: &serde_json::Value) -> (Root, BTreeMap<String, u32>) {
+    let mut root = Root::default();
+    configure(&mut root, host, host.clone(), config, &fixtures::env);
+    (root, host.metric_ids())
 }
 
 fn bearer(t: &str) -> String {
@@ -123,20 +126,7 @@ fn signing_env(name: &str) -> Option<String> {
 /// A root on `host` configured with `config` (with the signing secrets in its environment).
 fn signing_root(host: &Rc<FakeHost>, config: &serde_json::Value) -> Root {
     let mut root = Root::default();
-    let dyn_host: Rc<dyn Host> = host.clone();
-    let n = RefCell::new(0u32);
-    let define = |_: &str, _: bool| {
-        *n.borrow_mut() += 1;
-        Some(*n.borrow())
-    };
-    root.configure(
-        dyn_host,
-        config.to_string().as_bytes(),
-        &signing_env,
-        &define,
-        &|_| Some(7),
-    )
-    .unwrap();
+    configure(&mut root, host, host.clone(), config, &signing_env);
     root
 }
 

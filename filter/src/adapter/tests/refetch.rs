@@ -1,14 +1,13 @@
 //! Key refetches through the root context: waiters for an unknown kid, a refetch that times
 //! out, and a fetch answered after the VM was reconfigured.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde_json::json;
 
 use super::{answer_fetch, bearer, configured, remote_config};
 use crate::adapter::fake::FakeHost;
-use crate::adapter::host::{Host, Level};
+use crate::adapter::host::Level;
 use crate::adapter::request::{self, Outcome, Stream};
 use crate::fixtures::{self, claims, token, Fixture, NOW};
 
@@ -96,20 +95,13 @@ fn a_fetch_answered_after_the_vm_was_reconfigured_is_ignored() {
     let (mut root, _) = configured(&host, &remote_config());
     root.tick(Level::Info);
     let stale = host.dispatched.borrow().last().unwrap().0;
-    let names = RefCell::new(0u32);
-    let define = |_: &str, _: bool| {
-        *names.borrow_mut() += 1;
-        Some(*names.borrow())
-    };
-    let dyn_host: Rc<dyn Host> = host.clone();
-    root.configure(
-        dyn_host,
-        remote_config().to_string().as_bytes(),
+    super::configure(
+        &mut root,
+        &host,
+        host.clone(),
+        &remote_config(),
         &fixtures::env,
-        &define,
-        &|_| Some(7),
-    )
-    .unwrap();
+    );
     *host.call_status.borrow_mut() = Some("200".into());
     *host.call_body.borrow_mut() = fixtures::jwks_json().into_bytes();
     root.call_response(stale, fixtures::jwks_json().len());
